@@ -1,0 +1,147 @@
+"""Video and Dataset, and the registry of dataset loaders.
+
+Frame indices are 0-based everywhere inside sparselabel; formats that count
+from 1 (ACT ``gttubes``) are converted at the edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sparselabel.data.tubes import Tube
+from sparselabel.data.video import DEFAULT_CACHE, FrameCache
+from sparselabel.errors import AnnotationError, SparseLabelError
+
+
+@dataclass(frozen=True)
+class Video:
+    """One video of the pool: where its frames are and what they look like."""
+
+    id: str
+    path: Path  # a video file or a folder of frames
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    label: int  # video-level class index, -1 when unknown
+
+    def frames(self, indices: Iterable[int] | None = None, cache: FrameCache = DEFAULT_CACHE) -> np.ndarray:
+        """Decoded uint8 RGB frames (T, H, W, 3); all of them when ``indices`` is None."""
+        video = cache.video(self.path, self.num_frames)[: self.num_frames]
+        return video if indices is None else video[np.asarray(list(indices), dtype=np.int64)]
+
+
+@dataclass
+class Dataset:
+    """Videos with their actor tubes, class names and train/test split."""
+
+    name: str
+    classes: list[str]
+    videos: dict[str, Video]
+    tubes: dict[str, list[Tube]] = field(default_factory=dict)
+    splits: dict[str, list[str]] = field(default_factory=dict)
+    source: Path | None = None  # the annotation file or folder it was read from
+
+    def split(self, name: str) -> list[str]:
+        """Video ids of split ``name`` ('train', 'test' or 'all')."""
+        if name == "all":
+            return list(self.videos)
+        if name not in self.splits:
+            raise SparseLabelError(f"dataset {self.name!r} has no split {name!r} (has {sorted(self.splits)})")
+        return list(self.splits[name])
+
+    def actors_at(self, video_id: str, frame: int) -> list[tuple[int, Tube]]:
+        """(tube index, tube) of every actor of ``video_id`` present in ``frame``."""
+        return [(k, t) for k, t in enumerate(self.tubes.get(video_id, [])) if t.index_of(frame) is not None]
+
+    def num_frames(self, video_ids: Iterable[str] | None = None) -> int:
+        ids = self.videos if video_ids is None else video_ids
+        return sum(self.videos[v].num_frames for v in ids)
+
+    def act_gttubes(self, video_ids: Iterable[str] | None = None) -> dict[str, dict[int, list[np.ndarray]]]:
+        """Ground truth in the ACT layout: {video: {label: [(n, 5) rows frame(1-based), x1, y1, x2, y2]}}."""
+        out: dict[str, dict[int, list[np.ndarray]]] = {}
+        for vid in self.videos if video_ids is None else video_ids:
+            per_label: dict[int, list[np.ndarray]] = {}
+            for tube in self.tubes.get(vid, []):
+                if tube.boxes is None:
+                    continue
+                rows = np.column_stack([tube.frames + 1, tube.boxes]).astype(np.float64)
+                per_label.setdefault(tube.label, []).append(rows)
+            out[vid] = per_label
+        return out
+
+    def validate(self) -> None:
+        """Every tube inside its video: frames in range, boxes inside the frame, masks of frame size."""
+        where = self.source
+        for vid, tubes in self.tubes.items():
+            if vid not in self.videos:
+                raise AnnotationError(f"tubes for unknown video {vid!r}", where)
+            video = self.videos[vid]
+            for k, tube in enumerate(tubes):
+                check_tube(tube, video, f"video {vid!r} tube {k}", where, len(self.classes))
+
+
+def check_tube(tube: Tube, video: Video, what: str, where: Path | None, num_classes: int) -> None:
+    """Raise AnnotationError naming ``what`` if ``tube`` does not fit ``video``."""
+    if not 0 <= tube.label < num_classes:
+        raise AnnotationError(f"{what}: label {tube.label} outside 0..{num_classes - 1}", where)
+    if len(tube.frames) == 0:
+        raise AnnotationError(f"{what}: no frames", where)
+    if np.any(np.diff(tube.frames) <= 0):
+        raise AnnotationError(f"{what}: frames are not strictly increasing", where)
+    if tube.frames[0] < 0 or tube.frames[-1] >= video.num_frames:
+        raise AnnotationError(
+            f"{what}: frames {tube.start}..{tube.end} outside the video's 0..{video.num_frames - 1}", where
+        )
+    if tube.boxes is not None:
+        bad = box_problems(tube.boxes, video.width, video.height)
+        if bad is not None:
+            row, problem = bad
+            raise AnnotationError(f"{what} frame {int(tube.frames[row])}: {problem}", where)
+    if tube.masks is not None and tube.masks.shape[1:] != (video.height, video.width):
+        raise AnnotationError(
+            f"{what}: masks are {tube.masks.shape[1:]}, video is {(video.height, video.width)}", where
+        )
+
+
+def box_problems(boxes: np.ndarray, width: int, height: int) -> tuple[int, str] | None:
+    """The first box that is not inside a width x height frame with x1 < x2, y1 < y2, as (row, why)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    for row, (x1, y1, x2, y2) in enumerate(boxes):
+        if not np.all(np.isfinite((x1, y1, x2, y2))):
+            return row, f"box {[x1, y1, x2, y2]} is not finite"
+        if x2 <= x1 or y2 <= y1:
+            return row, f"box {[x1, y1, x2, y2]} has x2 <= x1 or y2 <= y1"
+        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+            return row, f"box {[x1, y1, x2, y2]} lies outside the {width}x{height} frame"
+    return None
+
+
+Loader = Callable[..., Dataset]
+LOADERS: dict[str, Loader] = {}
+
+
+def register_loader(kind: str) -> Callable[[Loader], Loader]:
+    """Decorator: make a dataset loader available to ``load_dataset(kind, ...)``."""
+
+    def add(fn: Loader) -> Loader:
+        LOADERS[kind] = fn
+        return fn
+
+    return add
+
+
+def load_dataset(kind: str, path: str | Path, **options: object) -> Dataset:
+    """Load a dataset of format ``kind`` (see ``LOADERS``) from ``path``."""
+    import sparselabel.data.datasets  # noqa: F401  (registers the loaders)
+
+    if kind not in LOADERS:
+        raise SparseLabelError(f"unknown dataset kind {kind!r}; known: {', '.join(sorted(LOADERS))}")
+    dataset = LOADERS[kind](Path(path), **options)
+    dataset.validate()
+    return dataset

@@ -1,0 +1,133 @@
+"""sparselabel's own dataset format (what ``sparselabel synth`` writes).
+
+    DIR/dataset.json      annotations (schema below)
+    DIR/videos/<id>.mp4   one video file per video (any format PyAV reads)
+    DIR/masks/<id>.npz    optional: per-tube visible masks, key "tube_<k>",
+                          bool (n_frames_of_tube, H, W)
+
+dataset.json::
+
+    {"format": "sparselabel-dataset/1", "name": str, "classes": [str],
+     "videos": [{"id", "path" (relative to DIR), "num_frames", "fps",
+                 "width", "height", "label" (class index), "split"}],
+     "tubes":  [{"video", "label", "frames": [0-based ints],
+                 "boxes": [[x1, y1, x2, y2], ...]}]}
+
+Tubes are listed per video in a stable order; tube k of a video is the k-th
+tube of that video in the list, and its masks are ``tube_<k>``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sparselabel.data.dataset import Dataset, Video, register_loader
+from sparselabel.data.tubes import Tube
+from sparselabel.data.video import write_video
+from sparselabel.errors import AnnotationError
+
+FORMAT = "sparselabel-dataset/1"
+ANNOTATION_FILE = "dataset.json"
+
+
+@register_loader("native")
+def load_native(path: Path, with_masks: bool = True) -> Dataset:
+    """Read a dataset folder (or its dataset.json) in sparselabel's own format."""
+    root = path if path.is_dir() else path.parent
+    ann_path = root / ANNOTATION_FILE
+    try:
+        doc = json.loads(ann_path.read_text())
+    except OSError as exc:
+        raise AnnotationError(f"cannot read ({exc.strerror})", ann_path) from exc
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(f"not valid JSON ({exc})", ann_path) from exc
+    if doc.get("format") != FORMAT:
+        raise AnnotationError(f"format is {doc.get('format')!r}, expected {FORMAT!r}", ann_path)
+    try:
+        videos = {
+            v["id"]: Video(
+                id=v["id"], path=root / v["path"], num_frames=int(v["num_frames"]), fps=float(v["fps"]),
+                width=int(v["width"]), height=int(v["height"]), label=int(v["label"]),
+            )
+            for v in doc["videos"]
+        }
+        splits: dict[str, list[str]] = {}
+        for v in doc["videos"]:
+            splits.setdefault(v.get("split", "train"), []).append(v["id"])
+        tubes: dict[str, list[Tube]] = {vid: [] for vid in videos}
+        for t in doc["tubes"]:
+            if t["video"] not in videos:
+                raise AnnotationError(f"tube for unknown video {t['video']!r}", ann_path)
+            tubes[t["video"]].append(Tube(int(t["label"]), np.array(t["frames"]), np.array(t["boxes"])))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnnotationError(f"malformed annotation ({type(exc).__name__}: {exc})", ann_path) from exc
+    if with_masks:
+        _attach_masks(root, tubes)
+    return Dataset(doc["name"], list(doc["classes"]), videos, tubes, splits, source=ann_path)
+
+
+def _attach_masks(root: Path, tubes: dict[str, list[Tube]]) -> None:
+    for vid, video_tubes in tubes.items():
+        mask_path = root / "masks" / f"{vid}.npz"
+        if not mask_path.exists():
+            continue
+        with np.load(mask_path, allow_pickle=False) as npz:
+            for k, tube in enumerate(video_tubes):
+                if f"tube_{k}" in npz:
+                    tube.masks = npz[f"tube_{k}"].astype(bool)
+                    if len(tube.masks) != len(tube.frames):
+                        raise AnnotationError(f"tube_{k} has {len(tube.masks)} masks for {len(tube.frames)} frames", mask_path)
+
+
+def write_native(
+    root: str | Path,
+    name: str,
+    classes: list[str],
+    videos: list[dict],
+    tubes: dict[str, list[Tube]],
+    codec: str = "libx264",
+) -> Path:
+    """Write a dataset folder. Each entry of ``videos`` is {id, frames (T,H,W,3 uint8), fps, label, split}."""
+    root = Path(root)
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    doc = {"format": FORMAT, "name": name, "classes": list(classes), "videos": [], "tubes": []}
+    for v in videos:
+        frames = v["frames"]
+        rel = f"videos/{v['id']}.mp4"
+        write_video(root / rel, frames, fps=v["fps"], codec=codec)
+        doc["videos"].append({
+            "id": v["id"], "path": rel, "num_frames": int(len(frames)), "fps": float(v["fps"]),
+            "width": int(frames.shape[2]), "height": int(frames.shape[1]),
+            "label": int(v["label"]), "split": v.get("split", "train"),
+        })
+        video_tubes = tubes.get(v["id"], [])
+        masks = {}
+        for k, tube in enumerate(video_tubes):
+            doc["tubes"].append({
+                "video": v["id"], "label": int(tube.label), "frames": [int(f) for f in tube.frames],
+                "boxes": [[round(float(c), 3) for c in box] for box in tube.boxes],
+            })
+            if tube.masks is not None:
+                masks[f"tube_{k}"] = tube.masks
+        if masks:
+            (root / "masks").mkdir(exist_ok=True)
+            _save_npz_deterministic(root / "masks" / f"{v['id']}.npz", masks)
+    (root / ANNOTATION_FILE).write_text(json.dumps(doc, indent=1))
+    return root
+
+
+def _save_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez_compressed stamps the current time into the zip; fix it so bytes depend only on data."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(arrays):
+            buf = io.BytesIO()
+            np.save(buf, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue())
