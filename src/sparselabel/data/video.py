@@ -45,7 +45,8 @@ def _decode_file(path: Path) -> list[np.ndarray]:
     except VideoDecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoDecodeError(f"cannot decode ({exc})", path) from exc
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise VideoDecodeError(f"cannot decode: {reason} (corrupt, truncated or not a video)", path) from exc
 
 
 def read_video(path: str | Path, expected_frames: int | None = None) -> np.ndarray:

@@ -1,0 +1,5 @@
+import sys
+
+from sparselabel.cli import main
+
+sys.exit(main())
