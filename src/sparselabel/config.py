@@ -37,10 +37,40 @@ class LabelsConfig:
 
 
 @dataclass
+class ModelConfig:
+    encoder: str = "small3d"  # small3d (CPU, any size) | i3d (Kinetics-400 pretrained, paper)
+    pretrained: bool = True  # i3d only: start from the cached Kinetics-400 weights
+    dropout: float = 0.5  # Dropout3d after the encoder and before the last layer (MC-dropout)
+    clip_length: int = 8  # frames per clip
+    clip_stride: int = 2  # sampled every 2nd frame (paper)
+    input_size: list[int] = field(default_factory=lambda: [112, 112])  # H, W; 224 x 224 for i3d
+
+
+@dataclass
+class TrainConfig:
+    loss: str = "mgw"  # mgw | mask | interp (frame weights of the localisation loss)
+    sigma: float = 1.3  # MGW Gaussian width, frames
+    steps: int = 300  # optimiser steps per training run
+    batch_size: int = 8  # clips per step, over all processes
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    localization_weight: float = 1.0
+    clips_per_video: int = 4  # items per video in one pass over the pool
+    augment: bool = True
+    num_workers: int = 0  # DataLoader workers
+    bf16: bool = True  # autocast on CUDA
+    compile: bool = False  # torch.compile the model
+    checkpoint_every: int = 50  # steps between resumable checkpoints
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
 class Config:
     seed: int = 0
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -114,7 +114,8 @@ def write_video(
         stream.thread_count = 1
         if codec == "libx264":
             stream.pix_fmt = "yuv444p"
-            stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+            # mb-tree rate control makes libx264 output vary between runs on small frames.
+            stream.options = {"crf": str(crf), "preset": "medium", "threads": "1", "x264-params": "mbtree=0"}
         elif codec == "ffv1":
             stream.pix_fmt = "bgr0"
         for array in frames:

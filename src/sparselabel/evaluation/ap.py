@@ -73,7 +73,8 @@ def group_ranks(group: np.ndarray, position: np.ndarray) -> np.ndarray:
 
 def greedy_match(
     num_det: int,
-    det_rank: np.ndarray,
+    det_group: np.ndarray,
+    det_position: np.ndarray,
     pair_det: np.ndarray,
     pair_gt: np.ndarray,
     pair_iou: np.ndarray,
@@ -84,11 +85,12 @@ def greedy_match(
     """True-positive flag of every detection under greedy matching.
 
     ``pair_*`` list the (detection, ground truth, IoU) pairs that can compete:
-    the same class in the same frame (or video). Detections of one group see
-    only that group's ground truth, so the k-th detections of all groups can be
-    matched at once: the loop runs over ranks, not detections. ``det_rank`` is
-    a detection's position among its group in processing order. IoU ties go to
-    the ground truth listed first, like ``np.argmax`` in ACT and MMAction2.
+    the same class in the same frame (or video), i.e. the same ``det_group``.
+    Detections of one group see only that group's ground truth, so the k-th
+    detections (by ``det_position``, the processing order) of all groups can be
+    matched at once: the loop runs over ranks within groups, not over
+    detections. IoU ties go to the ground truth listed first, like
+    ``np.argmax`` in ACT and MMAction2.
     """
     check_convention(convention)
     tp = np.zeros(num_det, dtype=bool)
@@ -98,7 +100,11 @@ def greedy_match(
     iou = np.asarray(pair_iou, dtype=np.float64)[keep]
     if len(d) == 0:
         return tp
-    rank = np.asarray(det_rank)[d]
+    # only detections with a candidate above the threshold can match: rank those
+    candidates = np.unique(d)
+    det_rank = np.zeros(num_det, dtype=np.int64)
+    det_rank[candidates] = group_ranks(np.asarray(det_group)[candidates], np.asarray(det_position)[candidates])
+    rank = det_rank[d]
     order = np.lexsort((g, -iou, d, rank))
     d, g, rank = d[order], g[order], rank[order]
     matched = np.zeros(num_gt, dtype=bool)

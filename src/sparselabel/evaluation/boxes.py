@@ -102,7 +102,7 @@ def as_tube(tube: np.ndarray, what: str = "tube") -> tuple[np.ndarray, np.ndarra
     if arr.ndim != 2 or arr.shape[1] < 5 or len(arr) == 0:
         raise SparseLabelError(f"{what} must be a non-empty (n, 5+) array of frame, x1, y1, x2, y2 rows, got shape {np.shape(tube)}")
     frames = np.rint(arr[:, 0]).astype(np.int64)
-    if np.any(np.diff(frames) <= 0):
+    if (frames[1:] <= frames[:-1]).any():
         raise SparseLabelError(f"{what}: frame numbers must be strictly increasing")
     return frames, arr[:, 1:5]
 
@@ -122,8 +122,14 @@ def tube_iou_matrix(
 ) -> np.ndarray:
     """Pairwise :func:`tube_iou` (len(tubes1), len(tubes2)), vectorised over frames."""
     check_convention(convention)
-    parsed1 = [as_tube(t) for t in tubes1]
-    parsed2 = [as_tube(t) for t in tubes2]
+    return parsed_tube_iou_matrix([as_tube(t) for t in tubes1], [as_tube(t) for t in tubes2], convention)
+
+
+Parsed = tuple[np.ndarray, np.ndarray]
+
+
+def parsed_tube_iou_matrix(parsed1: Sequence[Parsed], parsed2: Sequence[Parsed], convention: str) -> np.ndarray:
+    """:func:`tube_iou_matrix` of tubes already split by :func:`as_tube` into (frames, boxes)."""
     out = np.zeros((len(parsed1), len(parsed2)))
     if not parsed1 or not parsed2:
         return out
@@ -131,16 +137,18 @@ def tube_iou_matrix(
     end1 = np.array([f[-1] for f, _ in parsed1])
     start2 = np.array([f[0] for f, _ in parsed2])
     end2 = np.array([f[-1] for f, _ in parsed2])
-    tiou = temporal_iou(start1[:, None], end1[:, None], start2[None, :], end2[None, :], convention)
+    tiou = np.asarray(temporal_iou(start1[:, None], end1[:, None], start2[None, :], end2[None, :], convention))
+    if not np.any(tiou > 0):
+        return out
     first = int(min(start1.min(), start2.min()))
     length = int(max(end1.max(), end2.max())) - first + 1
     dense2 = _dense(parsed2, first, length)  # (n2, T, 4), NaN where absent
     # chunk the first set so that the (chunk, n2, T) work arrays stay small
-    chunk = max(1, int(4_000_000 // max(1, len(parsed2) * length)))
+    chunk = max(1, int(1_000_000 // max(1, len(parsed2) * length)))
     for lo in range(0, len(parsed1), chunk):
         dense1 = _dense(parsed1[lo : lo + chunk], first, length)
         out[lo : lo + chunk] = _mean_spatial(dense1, dense2, convention)
-    return np.where(tiou > 0, out * np.asarray(tiou), 0.0)
+    return np.where(tiou > 0, out * tiou, 0.0)
 
 
 def _dense(parsed: Sequence[tuple[np.ndarray, np.ndarray]], first: int, length: int) -> np.ndarray:

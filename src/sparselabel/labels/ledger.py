@@ -348,7 +348,7 @@ class Ledger:
                 db.executemany(
                     "INSERT INTO selections (cycle, strategy, video_id, frame, score, rank, created_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(cycle, strategy, vid, int(f), s, r, stamp) for r, ((vid, f), s) in enumerate(zip(picks, scores))],
+                    [(cycle, strategy, vid, int(f), s, r, stamp) for r, ((vid, f), s) in enumerate(zip(picks, scores, strict=True))],
                 )
         except sqlite3.IntegrityError as exc:
             raise AnnotationError(f"a frame was selected twice ({exc})", self.path) from exc
@@ -412,7 +412,7 @@ def same_answer(a: FrameAnnotation, b: FrameAnnotation, tol: float = 1e-6) -> bo
     """True when two answers for a frame hold the same actors, labels, boxes and masks."""
     if len(a.actors) != len(b.actors):
         return False
-    for x, y in zip(sorted(a.actors, key=lambda t: t.actor), sorted(b.actors, key=lambda t: t.actor)):
+    for x, y in zip(sorted(a.actors, key=lambda t: t.actor), sorted(b.actors, key=lambda t: t.actor), strict=True):
         if (x.actor, x.label) != (y.actor, y.label) or (x.box is None) != (y.box is None):
             return False
         if x.box is not None and not np.allclose(x.box, y.box, atol=tol):

@@ -1,0 +1,59 @@
+"""Models, chosen by name from the config: ``build_detector("small3d" | "i3d", num_classes)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sparselabel.models.detector import (
+    Detector,
+    DetectorOutput,
+    EncodedClip,
+    EncoderSpec,
+    i3d_encoder,
+    small3d_encoder,
+)
+
+# name -> factory(pretrained: bool, **options) -> EncoderSpec
+ENCODERS: dict[str, Callable[..., EncoderSpec]] = {
+    "small3d": small3d_encoder,  # CPU tests and the demo; any input size; no pretrained weights
+    "i3d": i3d_encoder,  # the paper's: I3D up to Mixed_4f, Kinetics-400 weights
+}
+
+ENCODER_OPTIONS = {"variant", "weights", "cache_dir", "widths"}
+
+
+def build_detector(
+    encoder: str = "small3d",
+    num_classes: int = 24,
+    pretrained: bool = True,
+    dropout: float = 0.5,
+    freeze_bn: bool | None = None,
+    **kwargs: Any,
+) -> Detector:
+    """A ``Detector`` with the named encoder.
+
+    ``pretrained`` loads the encoder's pretrained weights where it has any (``i3d``;
+    ``small3d`` always starts from scratch). ``freeze_bn`` defaults to ``pretrained``:
+    a pretrained encoder keeps its BatchNorm statistics. Other keyword arguments go to
+    the encoder factory (``variant``, ``weights``, ``cache_dir`` for i3d; ``widths``
+    for small3d) or to ``Detector`` (``primary_kernel``, ``num_types``, ``coord_add``,
+    ``decoder_channels``, ...).
+    """
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(ENCODERS)}")
+    encoder_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ENCODER_OPTIONS}
+    spec = ENCODERS[encoder](pretrained=pretrained, **encoder_kwargs)
+    if freeze_bn is None:
+        freeze_bn = pretrained
+    return Detector(spec, num_classes, dropout=dropout, freeze_bn=freeze_bn, **kwargs)
+
+
+__all__ = [
+    "ENCODERS",
+    "Detector",
+    "DetectorOutput",
+    "EncodedClip",
+    "EncoderSpec",
+    "build_detector",
+]

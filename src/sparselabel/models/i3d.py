@@ -75,7 +75,10 @@ def _same_pads(
     shape: Sequence[int], kernel: Triple, stride: Triple, dilation: Triple = (1, 1, 1)
 ) -> list[tuple[int, int]]:
     """Per-axis (before, after) pads for the (T, H, W) axes of ``shape``."""
-    return [same_padding(n, k, s, d) for n, k, s, d in zip(shape[-3:], kernel, stride, dilation)]
+    sizes = shape[-3:]
+    return [
+        same_padding(n, k, s, d) for n, k, s, d in zip(sizes, kernel, stride, dilation, strict=True)
+    ]
 
 
 def _f_pad_order(pads: list[tuple[int, int]]) -> list[int]:
@@ -289,7 +292,9 @@ class I3D(nn.Module):
     @overload
     def forward(self, x: Tensor, endpoints: Sequence[str]) -> dict[str, Tensor]: ...
 
-    def forward(self, x: Tensor, endpoints: Sequence[str] | None = None) -> Tensor | dict[str, Tensor]:
+    def forward(
+        self, x: Tensor, endpoints: Sequence[str] | None = None
+    ) -> Tensor | dict[str, Tensor]:
         """The final endpoint, or a dict of the named ``endpoints`` (computing no further)."""
         if endpoints is None:
             return self.features(x, (self.final_endpoint,))[self.final_endpoint]

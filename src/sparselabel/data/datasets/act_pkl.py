@@ -68,7 +68,7 @@ def load_act_pkl(
     if not found:
         raise AnnotationError(f"none of its {len(doc['nframes'])} videos is under {root}", path)
     log.info("act-pkl: %d of %d videos found under %s", len(found), len(doc["nframes"]), root)
-    infos = probe_all(list(found.values()), workers) if check_videos else [None] * len(found)
+    infos = probe_all(list(found.values()), workers, fps) if check_videos else [None] * len(found)
     videos = {v: _video(v, p, info, doc, fps, path) for (v, p), info in zip(found.items(), infos, strict=True)}
     tubes, clipped, total = _tubes(doc["gttubes"], videos, path)
     report_clipped(clipped, total, path)

@@ -88,9 +88,13 @@ def _suffix_rank(path: Path) -> int:
     return VIDEO_SUFFIXES.index(suffix) if suffix in VIDEO_SUFFIXES else len(VIDEO_SUFFIXES)
 
 
-def probe_all(paths: list[Path], workers: int | None = None) -> list[VideoInfo]:
-    """Decode every video once (exact frame counts) on a thread pool."""
-    return parallel_map(probe, paths, workers)
+def probe_all(paths: list[Path], workers: int | None = None, folder_fps: float = 25.0) -> list[VideoInfo]:
+    """Exact frame count, fps and size of each video file (decoded once, on a thread pool).
+
+    Frame folders are counted from their file list instead of decoded (see
+    :func:`folder_info`); they have no fps of their own, so ``folder_fps`` is used.
+    """
+    return parallel_map(lambda p: folder_info(p, folder_fps) if p.is_dir() else probe(p), paths, workers)
 
 
 def folder_info(folder: Path, fps: float) -> VideoInfo:

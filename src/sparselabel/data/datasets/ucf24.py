@@ -117,7 +117,8 @@ def _parse_top(doc: Any, ann_path: Path) -> tuple[dict[str, dict], set[str], lis
     train = doc.get("trainvideos", [])
     if not isinstance(train, list | tuple):
         raise AnnotationError("'trainvideos' is not a list", ann_path)
-    return doc["db"], {str(k) for k in train}, classes
+    db = {str(k): v for k, v in doc["db"].items()}  # keys may be numpy str_ in old pickles
+    return db, {str(k) for k in train}, classes
 
 
 def _video_and_tubes(
@@ -175,7 +176,8 @@ def _cross_check_testlist(testlist: Path, test: list[str], loaded: list[str]) ->
     if not testlist.is_file():
         return
     official = {name.rsplit(".", 1)[0] if name.endswith(".avi") else name for name in read_split_names(testlist)}
-    disagree = sorted(k for k in loaded if (k in official) != (k in set(test)))
+    test_set = set(test)
+    disagree = sorted(k for k in loaded if (k in official) != (k in test_set))
     if disagree:
         warnings.warn(
             f"{testlist}: {len(disagree)} loaded videos are split differently from the pickle's "

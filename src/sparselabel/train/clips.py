@@ -1,0 +1,181 @@
+"""Training clips from sparse labels: frames, pseudo-label targets and frame weights.
+
+Only what the ledger holds is read here (``FrameAnnotation`` answers), never a
+dataset's ground-truth tubes, so a model cannot learn from frames nobody
+annotated. Each actor's answers become a pseudo-label tube (boxes interpolated,
+masks from the nearest answer, ``labels.pseudo``); the foreground target of a
+frame is the union of its actors, and each frame's loss weight is ``mgw``,
+``mask`` or ``interp`` (DESIGN section 3).
+
+Every random choice of item ``i`` in epoch ``e`` comes from
+``default_rng([seed, e, i])``, so a resumed run or another DDP rank draws
+exactly the same clips.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sparselabel.data.dataset import Video
+from sparselabel.data.video import DEFAULT_CACHE, FrameCache
+from sparselabel.labels.ledger import FrameAnnotation
+from sparselabel.labels.pseudo import frame_weights, pseudo_boxes, pseudo_masks
+
+
+@dataclass
+class VideoLabels:
+    """Dense pseudo-labels of one video: foreground maps (T, H, W) and per-frame weights (T,)."""
+
+    video: Video
+    targets: np.ndarray  # float32 in [0, 1], at the video's resolution
+    weights: np.ndarray  # float64
+    annotated: np.ndarray  # sorted frame indices
+
+
+def video_labels(
+    video: Video, answers: Sequence[FrameAnnotation], loss: str = "mgw", sigma: float = 1.3
+) -> VideoLabels:
+    """Pseudo-label targets and weights of ``video`` from its answered frames."""
+    annotated = np.array(sorted(a.frame for a in answers), dtype=np.int64)
+    targets = np.zeros((video.num_frames, video.height, video.width), dtype=np.float32)
+    for frames, boxes, masks in _actor_tracks(answers):
+        if masks is not None:
+            track_frames, track_masks = pseudo_masks(video.num_frames, annotated, frames, masks)
+            targets[track_frames] = np.maximum(targets[track_frames], track_masks)
+        else:
+            track_frames, track_boxes = pseudo_boxes(video.num_frames, annotated, frames, boxes)
+            for f, box in zip(track_frames, track_boxes, strict=True):
+                paint_box(targets[f], box)
+    return VideoLabels(video, targets, frame_weights(video.num_frames, annotated, loss, sigma), annotated)
+
+
+def _actor_tracks(answers: Sequence[FrameAnnotation]):
+    """(frames, boxes, masks-or-None) per actor id, from the answered frames that show it."""
+    tracks: dict[int, list[tuple[int, object, object]]] = defaultdict(list)
+    for ans in answers:
+        for a in ans.actors:
+            tracks[a.actor].append((ans.frame, a.box, a.mask))
+    for rows in tracks.values():
+        frames = np.array([f for f, _, _ in rows])
+        has_masks = all(m is not None for _, _, m in rows)
+        masks = np.stack([m for _, _, m in rows]) if has_masks else None
+        boxes = None if has_masks else np.array([b for _, b, _ in rows], dtype=np.float64)
+        yield frames, boxes, masks
+
+
+def paint_box(canvas: np.ndarray, box: Sequence[float]) -> None:
+    """Fill a box (x1, y1, x2, y2; exclusive right/bottom) into a 2D map, rounding to pixels."""
+    height, width = canvas.shape
+    x1, y1, x2, y2 = np.round(np.asarray(box)).astype(int)
+    canvas[max(y1, 0) : min(y2, height), max(x1, 0) : min(x2, width)] = 1.0
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How clips are cut and shaped: ``length`` frames ``stride`` apart, resized to ``size``."""
+
+    length: int = 8
+    stride: int = 2
+    size: tuple[int, int] = (112, 112)  # (H, W) fed to the model
+    min_crop: float = 0.8  # random crop keeps at least this fraction of each side
+    flip: bool = True
+
+    @property
+    def span(self) -> int:
+        return (self.length - 1) * self.stride + 1
+
+
+def clip_frames(start: int, spec: ClipSpec, num_frames: int) -> np.ndarray:
+    """Frame indices of a clip starting at ``start``; past the end the last frame repeats."""
+    return np.minimum(start + spec.stride * np.arange(spec.length), num_frames - 1)
+
+
+class SparseClipDataset(torch.utils.data.Dataset):
+    """Clips sampled around annotated frames, with targets and weights, augmented alike.
+
+    Item ``i`` is a clip of pool video ``i % n_videos``; its start is drawn among
+    the windows that contain at least one annotated frame.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[VideoLabels],
+        spec: ClipSpec,
+        clips_per_video: int = 1,
+        seed: int = 0,
+        augment: bool = True,
+        cache: FrameCache = DEFAULT_CACHE,
+    ):
+        self.labels = [lab for lab in labels if lab.annotated.size]
+        self.spec, self.seed, self.augment, self.cache = spec, seed, augment, cache
+        self.clips_per_video = clips_per_video
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.labels) * self.clips_per_video
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Item ``key``: an index (in the current epoch) or an explicit (epoch, index)."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        rng = np.random.default_rng([self.seed, epoch, index])
+        lab = self.labels[index % len(self.labels)]
+        frames_idx = clip_frames(self._start(lab, rng), self.spec, lab.video.num_frames)
+        frames = lab.video.frames(frames_idx, cache=self.cache)
+        clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+        target = torch.from_numpy(lab.targets[frames_idx])
+        crop, flip = self._augmentation(rng, lab.video)
+        return {
+            "clip": resize_clip(clip, crop, flip, self.spec.size),
+            "target": resize_target(target, crop, flip, self.spec.size),
+            "weight": torch.from_numpy(lab.weights[frames_idx]).float(),
+            "label": torch.tensor(lab.video.label, dtype=torch.long),
+        }
+
+    def _start(self, lab: VideoLabels, rng: np.random.Generator) -> int:
+        """A start such that an annotated frame (the anchor) is sampled frame k of the clip.
+
+        k is drawn among positions that keep the clip inside the video; a video
+        shorter than the clip's span starts at 0 and repeats its last frame.
+        """
+        anchor = int(rng.choice(lab.annotated))
+        starts = anchor - self.spec.stride * np.arange(self.spec.length)
+        inside = starts[(starts >= 0) & (starts + self.spec.span <= lab.video.num_frames)]
+        if inside.size == 0:
+            inside = np.array([max(0, min(anchor, lab.video.num_frames - self.spec.span))])
+        return int(rng.choice(inside))
+
+    def _augmentation(self, rng: np.random.Generator, video: Video) -> tuple[tuple[int, int, int, int], bool]:
+        if not self.augment:
+            return (0, 0, video.height, video.width), False
+        scale = rng.uniform(self.spec.min_crop, 1.0, size=2)
+        h, w = max(1, int(video.height * scale[0])), max(1, int(video.width * scale[1]))
+        top = int(rng.integers(0, video.height - h + 1))
+        left = int(rng.integers(0, video.width - w + 1))
+        return (top, left, h, w), bool(self.spec.flip and rng.random() < 0.5)
+
+
+def resize_clip(clip: torch.Tensor, crop: tuple[int, int, int, int], flip: bool, size: tuple[int, int]) -> torch.Tensor:
+    """Crop (top, left, h, w), optionally flip, and resize a (3, T, H, W) clip to ``size``."""
+    top, left, h, w = crop
+    clip = clip[:, :, top : top + h, left : left + w]
+    if flip:
+        clip = clip.flip(-1)
+    return F.interpolate(clip.transpose(0, 1), size=size, mode="bilinear", align_corners=False).transpose(0, 1)
+
+
+def resize_target(target: torch.Tensor, crop: tuple[int, int, int, int], flip: bool, size: tuple[int, int]) -> torch.Tensor:
+    """The same crop/flip/resize for a (T, H, W) foreground map (bilinear: soft edges stay in [0, 1])."""
+    top, left, h, w = crop
+    target = target[:, top : top + h, left : left + w]
+    if flip:
+        target = target.flip(-1)
+    return F.interpolate(target[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]

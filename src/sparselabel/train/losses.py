@@ -1,0 +1,103 @@
+"""Training losses: capsule classification loss + per-frame weighted localisation BCE.
+
+Classification (paper section 3.3: "Following [VideoCapsuleNet], the network is trained
+using margin-loss for classification"): the CapsNet margin loss (Sabour et al. 2017) on
+the class-capsule activations, which the paper names. VideoCapsuleNet itself trained
+with the spread loss of the EM-routing paper; ``spread_loss`` is here for comparison
+(``detector_loss(..., classification="spread")``).
+
+Localisation: binary cross-entropy of the per-frame foreground logits against the
+(pseudo-)label masks, each frame weighted by ``sparselabel.labels.pseudo.frame_weights``
+(``mgw``, ``mask`` or ``interp``; DESIGN section 3) and normalised by the sum of the
+weights. The three sparse-label losses of the paper's ablation differ only in those
+weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+CLASSIFICATION_LOSSES = ("margin", "spread")
+
+
+def margin_loss(
+    class_scores: Tensor,
+    labels: Tensor,
+    m_plus: float = 0.9,
+    m_minus: float = 0.1,
+    lam: float = 0.5,
+) -> Tensor:
+    """CapsNet margin loss on activations ``class_scores`` (B, C) in [0, 1], mean over the batch.
+
+    L = sum_k T_k max(0, m+ - a_k)^2 + lam (1 - T_k) max(0, a_k - m-)^2, T = one-hot label:
+    the true class is pushed above m+, every other class below m-; ``lam`` keeps the
+    many absent classes from drowning out the one present.
+    """
+    scores = class_scores.float()
+    target = F.one_hot(labels.long(), scores.shape[1]).to(scores.dtype)
+    present = target * F.relu(m_plus - scores).square()
+    absent = lam * (1 - target) * F.relu(scores - m_minus).square()
+    return (present + absent).sum(dim=1).mean()
+
+
+def spread_loss(class_scores: Tensor, labels: Tensor, margin: float = 0.2) -> Tensor:
+    """Spread loss (Hinton et al. 2018): sum over wrong classes i of max(0, m - (a_t - a_i))^2.
+
+    The margin is usually raised from 0.2 to 0.9 during training; that schedule belongs
+    to the trainer.
+    """
+    scores = class_scores.float()
+    target = F.one_hot(labels.long(), scores.shape[1]).bool()
+    true_score = scores[target][:, None]  # (B, 1)
+    loss = F.relu(margin - (true_score - scores)).square()
+    return loss.masked_fill(target, 0.0).sum(dim=1).mean()
+
+
+def localization_loss(fg_logits: Tensor, targets: Tensor, frame_weights: Tensor) -> Tensor:
+    """sum_(b,t) w_bt * mean_pixels BCE(logits_bt, targets_bt) / sum_(b,t) w_bt.
+
+    fg_logits, targets: (B, T, H, W), targets soft labels in [0, 1]; frame_weights (B, T).
+    Normalised over the whole batch, so every frame of weight 1 counts the same whichever
+    clip it is in. With all weights zero the loss is 0, still attached to the graph (its
+    gradient is zero), so ``backward`` works on a batch without any labelled frame. A
+    frame of weight 0 contributes nothing to the value or the gradient.
+    """
+    if fg_logits.shape != targets.shape:
+        raise ValueError(f"logits {tuple(fg_logits.shape)} and targets {tuple(targets.shape)} differ")
+    if frame_weights.shape != fg_logits.shape[:2]:
+        raise ValueError(
+            f"frame_weights {tuple(frame_weights.shape)} do not match (B, T) = {tuple(fg_logits.shape[:2])}"
+        )
+    bce = F.binary_cross_entropy_with_logits(fg_logits.float(), targets.float(), reduction="none")
+    per_frame = bce.mean(dim=(2, 3))  # (B, T)
+    weights = frame_weights.to(per_frame.dtype)
+    total = weights.sum()
+    # (w * l).sum() is an exact 0 with a zero gradient when every w is 0; only the
+    # denominator needs guarding.
+    return (weights * per_frame).sum() / torch.where(total > 0, total, torch.ones_like(total))
+
+
+def detector_loss(
+    output,
+    labels: Tensor,
+    targets: Tensor,
+    frame_weights: Tensor,
+    localization_weight: float = 1.0,
+    classification: str = "margin",
+    **classification_options: float,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """classification + ``localization_weight`` x localisation, and both parts for logging.
+
+    ``output`` is a ``DetectorOutput`` (``class_scores``, ``fg_logits``); ``labels`` (B,)
+    the video-level classes. Returns ``(total, {"classification": ..., "localization": ...})``.
+    """
+    if classification == "margin":
+        cls = margin_loss(output.class_scores, labels, **classification_options)
+    elif classification == "spread":
+        cls = spread_loss(output.class_scores, labels, **classification_options)
+    else:
+        raise ValueError(f"unknown classification loss {classification!r}; choose {CLASSIFICATION_LOSSES}")
+    loc = localization_loss(output.fg_logits, targets, frame_weights)
+    return cls + localization_weight * loc, {"classification": cls, "localization": loc}

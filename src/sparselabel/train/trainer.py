@@ -1,0 +1,254 @@
+"""Training on a workspace's current sparse labels.
+
+One run per cycle lives in ``WORKSPACE/runs/cycle-NNN/``: ``checkpoint.pt``
+(resumable), ``model.pt`` (final weights) and ``metrics.jsonl`` (one line per
+step). Resuming is exact: batch contents are a pure function of (seed, step),
+dropout is re-seeded from (seed, step, rank) at every step, and the learning
+rate is a function of the step, so a run killed after its last checkpoint and
+resumed repeats the same computation bit for bit on the CPU.
+
+Runs unchanged under ``torchrun --nproc_per_node N``: each process takes its
+share of every global batch and DistributedDataParallel averages gradients.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from sparselabel.config import Config, TrainConfig
+from sparselabel.errors import SparseLabelError
+from sparselabel.models import build_detector
+from sparselabel.train.clips import ClipSpec, SparseClipDataset, VideoLabels, video_labels
+from sparselabel.train.losses import detector_loss
+
+CHECKPOINT, FINAL, METRICS = "checkpoint.pt", "model.pt", "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_env() -> DistEnv:
+    """Join the process group when started by torchrun (gloo on CPU, NCCL on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return DistEnv()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return DistEnv(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str, env: DistEnv) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        torch.cuda.set_device(env.local_rank)
+        return torch.device("cuda", env.local_rank)
+    return torch.device(name)
+
+
+def clip_spec(config: Config, augment: bool | None = None) -> ClipSpec:
+    m = config.model
+    return ClipSpec(m.clip_length, m.clip_stride, tuple(m.input_size),
+                    flip=config.train.augment if augment is None else augment)
+
+
+def step_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up over 5% of the steps, then cosine decay to 10%: a function of the step alone."""
+    warmup = max(1, cfg.steps // 20)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, cfg.steps - warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class StepBatches:
+    """Item keys (epoch, index) of this process's share of every global batch from ``start``."""
+
+    def __init__(self, num_items: int, cfg: TrainConfig, seed: int, env: DistEnv, start: int):
+        if cfg.batch_size % env.world:
+            raise SparseLabelError(f"train.batch_size={cfg.batch_size} does not split over {env.world} processes")
+        self.num_items, self.cfg, self.seed, self.env, self.start = num_items, cfg, seed, env, start
+
+    def __len__(self) -> int:
+        return self.cfg.steps - self.start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start, self.cfg.steps):
+            yield self.keys(step)
+
+    def keys(self, step: int) -> list[tuple[int, int]]:
+        size = self.cfg.batch_size
+        first = step * size  # position in the endless sequence of shuffled passes over the items
+        keys = []
+        for pos in range(first, first + size):
+            epoch, offset = divmod(pos, self.num_items)
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
+            keys.append((epoch, int(order[offset])))
+        return keys[self.env.rank :: self.env.world]
+
+
+def training_labels(videos: dict, answers: list, loss: str, sigma: float) -> list[VideoLabels]:
+    """Pseudo-labels of every video that has at least one answered frame."""
+    by_video: dict[str, list] = {}
+    for answer in answers:
+        by_video.setdefault(answer.video_id, []).append(answer)
+    return [video_labels(videos[v], by_video[v], loss, sigma) for v in sorted(by_video)]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    last_loss: float | None
+
+
+def train_workspace(workspace, config: Config | None = None, run_name: str | None = None,
+                    restart: bool = False, init_from: Path | None = None) -> TrainResult:
+    """Train a detector on ``workspace``'s current answers (resuming its run for this cycle)."""
+    config = config or workspace.config
+    answers = workspace.ledger.annotations()
+    if not answers:
+        raise SparseLabelError("no annotated frames yet", workspace.ledger.path)
+    cycle = max(a.cycle for a in answers)
+    pool = workspace.ledger.videos("pool")
+    videos = {vid: workspace.dataset.videos[vid] for vid in pool}
+    labels = training_labels(videos, answers, config.train.loss, config.train.sigma)
+    run_dir = workspace.root / "runs" / (run_name or f"cycle-{cycle:03d}")
+    return train(labels, len(workspace.ledger.classes), config, run_dir, restart=restart, init_from=init_from)
+
+
+def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: Path,
+          restart: bool = False, init_from: Path | None = None) -> TrainResult:
+    """The training loop; see the module docstring for what makes it resumable."""
+    cfg, env = config.train, dist_env()
+    device = pick_device(cfg.device, env)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(step_seed(config.seed, -1))  # identical initial weights on every rank
+    model = build_detector(config.model.encoder, num_classes=num_classes, pretrained=config.model.pretrained,
+                           dropout=config.model.dropout).to(device)
+    if init_from is not None:
+        model.load_state_dict(torch.load(init_from, map_location=device, weights_only=True))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = 0 if restart else load_checkpoint(run_dir / CHECKPOINT, model, optimizer, device)
+    if start >= cfg.steps:
+        return TrainResult(run_dir, start, last_logged_loss(run_dir / METRICS))
+    if env.is_main:
+        truncate_metrics(run_dir / METRICS, start)
+    dataset = SparseClipDataset(labels, clip_spec(config), cfg.clips_per_video, config.seed, cfg.augment)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=StepBatches(len(dataset), cfg, config.seed, env, start),
+        num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,
+    )
+    net = DistributedDataParallel(model) if env.world > 1 else model
+    if cfg.compile:
+        net = torch.compile(net)
+    loss = _run_steps(net, model, optimizer, loader, config, env, device, run_dir, start)
+    if env.is_main:
+        torch.save(model.state_dict(), run_dir / FINAL)
+    return TrainResult(run_dir, cfg.steps, loss)
+
+
+def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, device, run_dir: Path, start: int):
+    cfg = config.train
+    use_bf16 = cfg.bf16 and device.type == "cuda"
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=None if env.is_main else True)
+    net.train()
+    loss_value, tick = None, time.perf_counter()
+    with (run_dir / METRICS).open("a") as log:
+        for step, batch in enumerate(loader, start):
+            torch.manual_seed(step_seed(config.seed, step, env.rank))
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                output = net(batch["clip"], labels=batch["label"])
+            total, parts = detector_loss(output, batch["label"], batch["target"], batch["weight"],
+                                         localization_weight=cfg.localization_weight)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            now = time.perf_counter()
+            record = {"step": step + 1, "lr": optimizer.param_groups[0]["lr"],
+                      "clips_per_s": cfg.batch_size / max(now - tick, 1e-9),
+                      **{k: mean_over_ranks(v.detach(), env) for k, v in {"loss": total, **parts}.items()}}
+            tick, loss_value = now, record["loss"]
+            if env.is_main:
+                log.write(json.dumps(record) + "\n")
+                bar.set_postfix(loss=f"{loss_value:.4f}", clips_s=f"{record['clips_per_s']:.1f}")
+                bar.update()
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                if env.is_main:
+                    log.flush()
+                    save_checkpoint(run_dir / CHECKPOINT, model, optimizer, step + 1)
+                if env.world > 1:
+                    dist.barrier()
+    bar.close()
+    return loss_value
+
+
+def mean_over_ranks(value: torch.Tensor, env: DistEnv) -> float:
+    value = value.float()
+    if env.world > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= env.world
+    return float(value)
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+    """Write then rename, so a kill mid-save leaves the previous checkpoint intact."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device) -> int:
+    """Restore a run's state; returns the step to continue from (0 without a checkpoint)."""
+    if not path.exists():
+        return 0
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, KeyError, EOFError) as exc:
+        raise SparseLabelError(f"cannot resume from checkpoint ({exc}); use --restart", path) from exc
+    return int(state["step"])
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop log lines after ``step``: a resumed run writes them again."""
+    if path.exists():
+        lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def last_logged_loss(path: Path) -> float | None:
+    if not path.exists():
+        return None
+    lines = path.read_text().splitlines()
+    return json.loads(lines[-1])["loss"] if lines else None

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+from sparselabel.data.dataset import Video
+from sparselabel.data.datasets.native import write_native
+from sparselabel.data.tubes import Tube
+from sparselabel.labels.ledger import ActorLabel, FrameAnnotation
+from sparselabel.train.clips import ClipSpec, SparseClipDataset, clip_frames, video_labels
+
+
+@pytest.fixture
+def bright_box_video(tmp_path) -> Video:
+    """A video whose pixels are white exactly inside a box moving right, black elsewhere."""
+    frames = np.zeros((24, 40, 60, 3), dtype=np.uint8)
+    boxes = []
+    for t in range(24):
+        x1 = 4 + t
+        frames[t, 10:30, x1 : x1 + 16] = 255
+        boxes.append((x1, 10, x1 + 16, 30))
+    root = write_native(tmp_path / "d", "box", ["a", "b"],
+                        [{"id": "v", "frames": frames, "fps": 25, "label": 1}],
+                        {"v": [Tube(1, np.arange(24), np.array(boxes, float))]}, codec="ffv1")
+    from sparselabel.data import load_dataset
+
+    return load_dataset("native", root).videos["v"]
+
+
+def answers_at(frames):
+    return [FrameAnnotation("v", f, [ActorLabel(0, 1, (4 + f, 10, 4 + f + 16, 30))]) for f in frames]
+
+
+def test_targets_interpolate_between_answers_and_weights_follow_the_loss(bright_box_video):
+    labels = video_labels(bright_box_video, answers_at([2, 12]), loss="mgw", sigma=1.3)
+    np.testing.assert_array_equal(labels.annotated, [2, 12])
+    # frame 7 is halfway: box x1 = 11, x2 = 27 (exclusive), exactly the truth for this linear motion
+    row = labels.targets[7, 20]
+    assert row[11] == 1 and row[26] == 1 and row[10] == 0 and row[27] == 0
+    assert labels.weights[2] == 1 and labels.weights[12] == 1 and 0 < labels.weights[3] < 1
+    mask = video_labels(bright_box_video, answers_at([2, 12]), loss="mask")
+    assert mask.weights.sum() == 2
+
+
+def test_an_answer_without_actors_is_background(bright_box_video):
+    answers = [FrameAnnotation("v", 5, [])]
+    labels = video_labels(bright_box_video, answers)
+    assert labels.targets.sum() == 0 and labels.weights[5] == 1
+
+
+def test_crop_flip_and_resize_move_frames_and_targets_together(bright_box_video):
+    labels = video_labels(bright_box_video, answers_at(range(24)), loss="interp")
+    data = SparseClipDataset([labels], ClipSpec(length=4, stride=2, size=(32, 48)), clips_per_video=16, seed=3)
+    for i in range(len(data)):
+        item = data[i]
+        bright = (item["clip"][0] > 0).float()  # white pixels of the decoded clip
+        target = (item["target"] > 0.5).float()
+        agreement = (bright == target).float().mean()
+        assert agreement > 0.97, f"item {i}: frames and targets disagree on {1 - agreement:.1%} of pixels"
+    assert item["clip"].shape == (3, 4, 32, 48) and item["target"].shape == (4, 32, 48)
+    assert item["label"].item() == 1
+
+
+def test_items_are_reproducible_and_change_with_the_epoch(bright_box_video):
+    labels = video_labels(bright_box_video, answers_at([3, 17]))
+    data = SparseClipDataset([labels], ClipSpec(length=4, stride=2, size=(32, 32)), clips_per_video=8, seed=0)
+    first = [data[i] for i in range(8)]
+    again = [data[i] for i in range(8)]
+    assert all(torch.equal(a["clip"], b["clip"]) for a, b in zip(first, again, strict=True))
+    data.set_epoch(1)
+    other = [data[i] for i in range(8)]
+    assert not all(torch.equal(a["clip"], b["clip"]) for a, b in zip(first, other, strict=True))
+
+
+def test_every_clip_holds_an_annotated_frame(bright_box_video):
+    labels = video_labels(bright_box_video, answers_at([0, 23]), loss="mask")
+    data = SparseClipDataset([labels], ClipSpec(length=4, stride=3, size=(16, 16)), clips_per_video=20, seed=1)
+    assert all(data[i]["weight"].max() == 1 for i in range(len(data)))
+
+
+def test_clip_frames_repeat_the_last_frame_past_the_end():
+    np.testing.assert_array_equal(clip_frames(3, ClipSpec(length=4, stride=2), num_frames=8), [3, 5, 7, 7])
