@@ -65,13 +65,41 @@ def cmd_weights_fetch(args: argparse.Namespace) -> None:
     print(fetch_weights(args.name, cache_dir=args.cache_dir, force=args.force))
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from sparselabel.loop.steps import train_step
+    from sparselabel.loop.workspace import Workspace
+
+    workspace = Workspace.open(args.workspace, args.overrides)
+    result = train_step(workspace, restart=args.restart)
+    print(f"trained {result.steps} steps, last loss {result.last_loss:.4f}: {result.run_dir}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from sparselabel.loop.steps import predict_step
+    from sparselabel.loop.workspace import Workspace
+
+    workspace = Workspace.open(args.workspace, args.overrides)
+    print(f"wrote predictions to {predict_step(workspace, run=args.run, split=args.split)}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    if args.workspace:
+        from sparselabel.loop.steps import evaluate_step, format_results
+        from sparselabel.loop.workspace import Workspace
+
+        workspace = Workspace.open(args.workspace)
+        results = evaluate_step(workspace, run=args.run, split=args.split or "test", convention=args.convention)
+        print(format_results(results))
+        print(f"wrote {results['report']}")
+        return
     from sparselabel.evaluation.external import evaluate_external, format_table
 
+    if not args.gt:
+        raise SparseLabelError("give a WORKSPACE, or --gt with --frame-dets and/or --tube-dets")
     if not (args.frame_dets or args.tube_dets):
         raise SparseLabelError("give --frame-dets and/or --tube-dets")
     results = evaluate_external(args.gt, args.frame_dets, args.tube_dets, convention=args.convention,
-                                split=args.split)
+                                split=int(args.split or 1))
     print(format_table(results, per_class=args.per_class))
     if args.json:
         write_json(results, args.json)
@@ -129,13 +157,27 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status, "Show annotated frames, percent of all frames and clicks per cycle.")
     status.add_argument("workspace")
 
+    train = add("train", cmd_train, "Train the detector on the workspace's current sparse labels (resumes a killed run).")
+    train.add_argument("workspace")
+    train.add_argument("--restart", action="store_true", help="start this cycle's run over instead of resuming")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.steps=500")
+
+    predict = add("predict", cmd_predict, "Run the trained detector over whole videos: foreground maps, boxes, tubes.")
+    predict.add_argument("workspace")
+    predict.add_argument("--run", help="training run to use (default: the latest cycle's)")
+    predict.add_argument("--split", default="all", choices=["all", "pool", "test"], help="videos to predict (default: %(default)s)")
+    predict.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.device=cpu")
+
     evaluate = add("evaluate", cmd_evaluate,
-                   "Score detections: f-mAP@0.5 and v-mAP@0.1/0.2/0.3/0.5/0.75 (ACT-style pickles).")
-    evaluate.add_argument("--gt", required=True, help="ACT-style ground truth *-GT.pkl")
+                   "Score detections: f-mAP@0.5, v-mAP@0.1/0.2/0.3/0.5/0.75 (and J&F where masks exist), "
+                   "of a workspace's predictions or of ACT-style pickles.")
+    evaluate.add_argument("workspace", nargs="?", help="workspace whose predictions to score")
+    evaluate.add_argument("--run", help="with WORKSPACE: run to score (default: the latest cycle's)")
+    evaluate.add_argument("--split", default=None, help="with WORKSPACE: pool or test (default: test); with --gt: split number (default: 1)")
+    evaluate.add_argument("--gt", help="ACT-style ground truth *-GT.pkl (instead of a workspace)")
     evaluate.add_argument("--frame-dets", help="frame detections pickle: (N, 8) rows video_index, frame, label, score, x1, y1, x2, y2")
     evaluate.add_argument("--tube-dets", help="tube detections pickle: {label: [(video, score, (n, 6) array)]}")
     evaluate.add_argument("--convention", choices=["act", "voc"], default="act", help="metric convention (default: %(default)s; see docs/evaluation.md)")
-    evaluate.add_argument("--split", type=int, default=1, help="which test split of the GT file (default: %(default)s)")
     evaluate.add_argument("--per-class", action="store_true", help="also print AP per class")
     evaluate.add_argument("--json", help="also write the results to this JSON file")
 

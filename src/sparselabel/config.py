@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sparselabel.errors import SparseLabelError
+from sparselabel.evaluation.detections import LinkConfig
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Config:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    detection: LinkConfig = field(default_factory=LinkConfig)  # maps -> boxes -> tubes
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -67,11 +67,12 @@ class Workspace:
         return workspace
 
     @classmethod
-    def open(cls, root: str | Path) -> Workspace:
+    def open(cls, root: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Workspace:
+        """Reopen a workspace; ``overrides`` change its config for this process only."""
         root = Path(root)
         if not (root / LEDGER_FILE).exists():
             raise SparseLabelError("not a workspace (no ledger.sqlite); create one with `sparselabel init`", root)
-        workspace = cls(root, load_config(root / CONFIG_FILE), Ledger(root / LEDGER_FILE))
+        workspace = cls(root, load_config(root / CONFIG_FILE, overrides), Ledger(root / LEDGER_FILE))
         workspace.ensure_initial_labels()
         return workspace
 

@@ -79,32 +79,34 @@ def em_routing(
       computed in the log domain.
 
     ``normalize_cost`` (default) standardises the cost over the C output capsules
-    before the sigmoid, ``(mean_c cost - cost_c) / std_c cost``, as in the TensorFlow
-    implementation VideoCapsuleNet builds on: the raw cost grows with the number of
-    inputs and the scale of the poses, and would otherwise need a hand-tuned lambda
-    (1e-3 .. 1e-2) to keep the sigmoid out of saturation. With it, the activation is
-    scale free and the default lambda schedule 1 -> 3 is the one that code uses.
+    before the sigmoid, ``(mean_c cost - cost_c) / std_c cost``, as several public
+    TensorFlow implementations do: the raw cost grows with the number of inputs and
+    the scale of the poses, and would otherwise need a hand-tuned lambda (1e-3 .. 1e-2)
+    to keep the sigmoid out of saturation. With it, the activation is scale free and
+    a lambda schedule of 1 -> 3 suits any layer size.
     ``normalize_cost=False`` is Hinton et al.'s formula as written.
 
     beta_u, beta_a: (C,) learned, one per output capsule type.
     """
-    votes = votes.float()
-    a_in = a_in.float()
+    # Layout (M, C, I, D): the weighted sums over the I inputs become batched (1 x I) @ (I x D)
+    # matrix products, which saves materialising two (M, I, C, D) products per iteration.
+    v = votes.float().transpose(1, 2).contiguous()  # (M, C, I, D)
+    a_in = a_in.float()[:, None, :]  # (M, 1, I)
     beta_u = beta_u.float()[:, None]  # (C, 1): broadcast over the pose entries
     beta_a = beta_a.float()
-    num_out, dim = votes.shape[2], votes.shape[3]
+    num_out, dim = v.shape[1], v.shape[3]
     log_norm = 0.5 * dim * math.log(2 * math.pi)
 
-    r = votes.new_full(votes.shape[:3], 1.0 / num_out)  # (M, I, C) assignment probabilities
+    r = v.new_full(v.shape[:3], 1.0 / num_out)  # (M, C, I) assignment probabilities
     schedule = inverse_temperatures(iters, *inverse_temperature)
     for it, lam in enumerate(schedule):
         # M-step: fit each output capsule's Gaussian to the votes assigned to it.
-        ra = r * a_in[..., None]  # (M, I, C)
-        r_sum = ra.sum(dim=1)  # (M, C) the "amount of data" each output capsule explains
-        coeff = (ra / (r_sum[:, None, :] + eps))[..., None]  # (M, I, C, 1)
-        mu = (coeff * votes).sum(dim=1)  # (M, C, D)
-        diff = votes - mu[:, None]  # (M, I, C, D)
-        var = (coeff * diff.square()).sum(dim=1) + var_eps  # (M, C, D)
+        ra = r * a_in  # (M, C, I)
+        r_sum = ra.sum(dim=-1)  # (M, C) the "amount of data" each output capsule explains
+        coeff = (ra / (r_sum[..., None] + eps)).unsqueeze(2)  # (M, C, 1, I), sums to 1 over I
+        mu = (coeff @ v).squeeze(2)  # (M, C, D)
+        sq = (v - mu.unsqueeze(2)).square()  # (M, C, I, D); the variance from centred votes
+        var = (coeff @ sq).squeeze(2) + var_eps  # (M, C, D)
         log_sigma = 0.5 * torch.log(var)
         cost = ((beta_u + log_sigma) * r_sum[..., None]).sum(dim=-1)  # (M, C)
         if normalize_cost:
@@ -116,10 +118,11 @@ def em_routing(
         a_out = torch.sigmoid(lam * logit)  # (M, C)
         if it == len(schedule) - 1:
             break  # the last M-step's mu and a_out are the result
-        # E-step: reassign each vote to the output capsules that explain it (log domain).
-        log_p = -0.5 * (diff.square() / var[:, None]).sum(dim=-1) - log_sigma.sum(dim=-1)[:, None]
-        log_ap = F.logsigmoid(lam * logit)[:, None] + log_p - log_norm  # (M, I, C)
-        r = torch.softmax(log_ap, dim=-1)
+        # E-step: reassign each vote to the output capsules that explain it, in the log
+        # domain: log a_c + log N(V_ic; mu_c, diag sigma_c^2), softmax over c.
+        log_p = -0.5 * (sq @ var.reciprocal().unsqueeze(-1)).squeeze(-1)  # (M, C, I)
+        log_p = log_p - log_sigma.sum(dim=-1, keepdim=True) - log_norm
+        r = torch.softmax(F.logsigmoid(lam * logit).unsqueeze(-1) + log_p, dim=1)
     return mu, a_out
 
 

@@ -55,7 +55,9 @@ def spread_loss(class_scores: Tensor, labels: Tensor, margin: float = 0.2) -> Te
     return loss.masked_fill(target, 0.0).sum(dim=1).mean()
 
 
-def localization_loss(fg_logits: Tensor, targets: Tensor, frame_weights: Tensor) -> Tensor:
+def localization_loss(
+    fg_logits: Tensor, targets: Tensor, frame_weights: Tensor, weight_total: Tensor | None = None
+) -> Tensor:
     """sum_(b,t) w_bt * mean_pixels BCE(logits_bt, targets_bt) / sum_(b,t) w_bt.
 
     fg_logits, targets: (B, T, H, W), targets soft labels in [0, 1]; frame_weights (B, T).
@@ -63,6 +65,10 @@ def localization_loss(fg_logits: Tensor, targets: Tensor, frame_weights: Tensor)
     clip it is in. With all weights zero the loss is 0, still attached to the graph (its
     gradient is zero), so ``backward`` works on a batch without any labelled frame. A
     frame of weight 0 contributes nothing to the value or the gradient.
+
+    ``weight_total`` replaces the batch's own weight sum: data-parallel training passes
+    the sum over all processes (scaled by their number), so averaged gradients equal
+    those of one process with the whole batch.
     """
     if fg_logits.shape != targets.shape:
         raise ValueError(f"logits {tuple(fg_logits.shape)} and targets {tuple(targets.shape)} differ")
@@ -73,7 +79,7 @@ def localization_loss(fg_logits: Tensor, targets: Tensor, frame_weights: Tensor)
     bce = F.binary_cross_entropy_with_logits(fg_logits.float(), targets.float(), reduction="none")
     per_frame = bce.mean(dim=(2, 3))  # (B, T)
     weights = frame_weights.to(per_frame.dtype)
-    total = weights.sum()
+    total = weights.sum() if weight_total is None else weight_total.to(per_frame.dtype)
     # (w * l).sum() is an exact 0 with a zero gradient when every w is 0; only the
     # denominator needs guarding.
     return (weights * per_frame).sum() / torch.where(total > 0, total, torch.ones_like(total))
@@ -86,6 +92,7 @@ def detector_loss(
     frame_weights: Tensor,
     localization_weight: float = 1.0,
     classification: str = "margin",
+    weight_total: Tensor | None = None,
     **classification_options: float,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """classification + ``localization_weight`` x localisation, and both parts for logging.
@@ -99,5 +106,5 @@ def detector_loss(
         cls = spread_loss(output.class_scores, labels, **classification_options)
     else:
         raise ValueError(f"unknown classification loss {classification!r}; choose {CLASSIFICATION_LOSSES}")
-    loc = localization_loss(output.fg_logits, targets, frame_weights)
+    loc = localization_loss(output.fg_logits, targets, frame_weights, weight_total)
     return cls + localization_weight * loc, {"classification": cls, "localization": loc}

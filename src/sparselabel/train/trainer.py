@@ -147,7 +147,7 @@ def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: 
     cfg, env = config.train, dist_env()
     device = pick_device(cfg.device, env)
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(step_seed(config.seed, -1))  # identical initial weights on every rank
+    torch.manual_seed(step_seed(config.seed, 0, 0, 1))  # identical initial weights on every rank
     model = build_detector(config.model.encoder, num_classes=num_classes, pretrained=config.model.pretrained,
                            dropout=config.model.dropout).to(device)
     if init_from is not None:
@@ -181,14 +181,15 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
     loss_value, tick = None, time.perf_counter()
     with (run_dir / METRICS).open("a") as log:
         for step, batch in enumerate(loader, start):
-            torch.manual_seed(step_seed(config.seed, step, env.rank))
+            torch.manual_seed(step_seed(config.seed, step, env.rank, 2))
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 output = net(batch["clip"], labels=batch["label"])
             total, parts = detector_loss(output, batch["label"], batch["target"], batch["weight"],
-                                         localization_weight=cfg.localization_weight)
+                                         localization_weight=cfg.localization_weight,
+                                         weight_total=global_weight_total(batch["weight"], env))
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -209,6 +210,19 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
                     dist.barrier()
     bar.close()
     return loss_value
+
+
+def global_weight_total(weights: torch.Tensor, env: DistEnv) -> torch.Tensor | None:
+    """The frame-weight sum of the whole global batch, divided by the processes' number.
+
+    DDP averages gradients over processes; normalising each process's loss by this
+    makes the average equal one process's loss over the whole batch.
+    """
+    if env.world == 1:
+        return None
+    total = weights.sum().float()
+    dist.all_reduce(total)
+    return total / env.world
 
 
 def mean_over_ranks(value: torch.Tensor, env: DistEnv) -> float:
@@ -252,3 +266,14 @@ def last_logged_loss(path: Path) -> float | None:
         return None
     lines = path.read_text().splitlines()
     return json.loads(lines[-1])["loss"] if lines else None
+
+
+def load_trained(run_dir: Path, config: Config, num_classes: int, device: torch.device) -> torch.nn.Module:
+    """The final model of a training run, in eval mode (no pretrained download: weights come from the run)."""
+    path = run_dir / FINAL
+    if not path.exists():
+        raise SparseLabelError("no trained model here; run `sparselabel train` first", path)
+    model = build_detector(config.model.encoder, num_classes=num_classes, pretrained=False,
+                           dropout=config.model.dropout, freeze_bn=config.model.pretrained)
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return model.to(device).eval()

@@ -1,0 +1,147 @@
+"""From per-frame foreground maps to frame detections and linked tubes (pure numpy).
+
+A detector of this kind predicts *where* the actor is (a foreground map per
+frame) and *what* the video shows (class scores). Detections are built in
+three steps:
+
+1. boxes: the map of every frame is thresholded and split into connected
+   components (``largest`` keeps the biggest, ``all`` keeps each); a box's score
+   is the mean foreground probability inside its component. Boxes are scaled
+   from the map's resolution to the video's, right/bottom edges exclusive.
+2. tubes: boxes are linked frame to frame, greedily by IoU with each open
+   tube's last box (highest-scoring tube first); a tube survives ``max_gap``
+   frames without a match, and the missing frames are filled by linear
+   interpolation so tubes are contiguous, as ACT-style metrics expect.
+   Optional temporal smoothing averages boxes and scores over a window.
+3. classes: every box and tube is reported for the ``top_k`` classes of the
+   video's class scores, scored ``class score x box (or tube) score``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from sparselabel.evaluation.boxes import spatial_iou
+
+
+@dataclass
+class LinkConfig:
+    threshold: float = 0.5  # foreground probability
+    components: str = "largest"  # largest | all
+    min_area: int = 4  # pixels at map resolution; smaller blobs are noise
+    link_iou: float = 0.3
+    max_gap: int = 2  # frames a tube may miss before it is closed
+    min_length: int = 2  # frames; shorter tubes are dropped
+    smooth: int = 0  # moving-average window (frames) for boxes and scores; 0 = off
+    top_k: int = 3  # classes reported per box and tube
+
+
+def frame_boxes(fg: np.ndarray, size: tuple[int, int], cfg: LinkConfig | None = None) -> list[np.ndarray]:
+    """Per frame an (n, 5) array of x1, y1, x2, y2, score in video pixels."""
+    cfg = cfg or LinkConfig()
+    height, width = size
+    scale = np.array([width / fg.shape[2], height / fg.shape[1]] * 2)
+    out = []
+    for prob in fg:
+        labels, count = ndimage.label(prob > cfg.threshold)
+        rows = []
+        for index, region in enumerate(ndimage.find_objects(labels), start=1):
+            inside = labels[region] == index
+            if inside.sum() < cfg.min_area:
+                continue
+            ys, xs = region
+            box = np.array([xs.start, ys.start, xs.stop, ys.stop]) * scale
+            rows.append([*box, float(prob[region][inside].mean()), float(inside.sum())])
+        rows = np.array(rows).reshape(-1, 6)
+        if cfg.components == "largest" and len(rows):
+            rows = rows[np.argmax(rows[:, 5])][None]
+        out.append(rows[:, :5])
+    return out
+
+
+@dataclass
+class _OpenTube:
+    rows: list[np.ndarray] = field(default_factory=list)  # frame, x1, y1, x2, y2, score
+    last_frame: int = -1
+
+    @property
+    def score(self) -> float:
+        return float(np.mean([r[5] for r in self.rows]))
+
+
+def link_tubes(boxes: Sequence[np.ndarray], cfg: LinkConfig | None = None) -> list[np.ndarray]:
+    """Contiguous tubes, each an (n, 6) array of frame (0-based), x1, y1, x2, y2, score."""
+    cfg = cfg or LinkConfig()
+    open_tubes: list[_OpenTube] = []
+    closed: list[_OpenTube] = []
+    for frame, candidates in enumerate(boxes):
+        still_open = []
+        for tube in open_tubes:
+            (closed if frame - tube.last_frame > cfg.max_gap + 1 else still_open).append(tube)
+        open_tubes = sorted(still_open, key=lambda t: -t.score)
+        free = np.ones(len(candidates), dtype=bool)
+        for tube in open_tubes:
+            if not free.any():
+                break
+            ious = spatial_iou(tube.rows[-1][None, 1:5], candidates[:, :4], "voc")[0]
+            ious[~free] = -1
+            best = int(np.argmax(ious))
+            if ious[best] >= cfg.link_iou:
+                tube.rows.append(np.r_[frame, candidates[best]])
+                tube.last_frame, free[best] = frame, False
+        for k in np.flatnonzero(free):
+            open_tubes.append(_OpenTube([np.r_[frame, candidates[k]]], frame))
+    tubes = [fill_gaps(np.array(t.rows)) for t in closed + open_tubes]
+    tubes = [smooth_tube(t, cfg.smooth) if cfg.smooth > 1 else t for t in tubes]
+    return sorted((t for t in tubes if len(t) >= cfg.min_length), key=lambda t: (t[0, 0], -t[:, 5].mean()))
+
+
+def fill_gaps(tube: np.ndarray) -> np.ndarray:
+    """Linear interpolation of boxes and scores over frames a tube skipped."""
+    frames = np.arange(tube[0, 0], tube[-1, 0] + 1)
+    return np.column_stack([frames] + [np.interp(frames, tube[:, 0], tube[:, c]) for c in range(1, 6)])
+
+
+def smooth_tube(tube: np.ndarray, window: int) -> np.ndarray:
+    """Moving average of boxes and scores (edges use the frames available)."""
+    kernel = np.ones(window)
+    counts = np.convolve(np.ones(len(tube)), kernel, mode="same")
+    smoothed = [np.convolve(tube[:, c], kernel, mode="same") / counts for c in range(1, 6)]
+    return np.column_stack([tube[:, 0], *smoothed])
+
+
+def top_classes(class_scores: np.ndarray, k: int) -> np.ndarray:
+    """The k best classes, best first (ties by class index)."""
+    return np.lexsort((np.arange(len(class_scores)), -np.asarray(class_scores)))[:k]
+
+
+def act_detections(
+    predictions: Mapping[str, tuple[np.ndarray, np.ndarray, tuple[int, int]]],
+    videos: Sequence[str],
+    cfg: LinkConfig | None = None,
+) -> tuple[np.ndarray, dict[int, list]]:
+    """``frame_dets`` and ``tube_dets`` in the ACT structures of ``frame_map`` / ``video_map``.
+
+    ``predictions[video] = (fg (T, h, w), class_scores (C,), (H, W))``; ``videos``
+    fixes the order that ``video_index`` refers to. Frames become 1-based.
+    """
+    cfg = cfg or LinkConfig()
+    frame_rows, tube_dets = [], {}
+    for index, video in enumerate(videos):
+        fg, class_scores, size = predictions[video]
+        boxes = frame_boxes(fg, size, cfg)
+        classes = top_classes(class_scores, cfg.top_k)
+        for frame, rows in enumerate(boxes):
+            for label in classes:
+                for x1, y1, x2, y2, score in rows:
+                    frame_rows.append([index, frame + 1, label, class_scores[label] * score, x1, y1, x2, y2])
+        for tube in link_tubes(boxes, cfg):
+            act_tube = np.column_stack([tube[:, 0] + 1, tube[:, 1:]])
+            for label in classes:
+                tube_dets.setdefault(int(label), []).append(
+                    (video, float(class_scores[label] * tube[:, 5].mean()), act_tube))
+    return np.array(frame_rows, dtype=np.float64).reshape(-1, 8), tube_dets

@@ -1,0 +1,92 @@
+"""Running a trained detector over whole videos.
+
+A clip samples ``length`` frames ``stride`` apart. To give every frame exactly
+one prediction, the frames of a video are split into ``stride`` phases
+(o, o + stride, o + 2 stride, ...) and each phase into consecutive windows of
+``length`` frames (the last one padded by repeating its final frame). The same
+windows serve inference and MC-dropout scoring.
+
+Per video the result is the foreground probability of every frame at the
+model's input resolution (quantised to uint8 on disk: 1/255 is far below any
+threshold we use) and the class scores averaged over windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sparselabel.data.dataset import Video
+from sparselabel.train.clips import ClipSpec
+
+
+@dataclass
+class VideoPrediction:
+    video_id: str
+    fg: np.ndarray  # float32 (T, h, w) foreground probability at model resolution
+    class_scores: np.ndarray  # float32 (C,)
+    size: tuple[int, int]  # the video's (H, W): boxes are scaled back to it
+
+    def save(self, folder: Path) -> Path:
+        path = prediction_path(folder, self.video_id)
+        fg = np.round(np.clip(self.fg, 0, 1) * 255).astype(np.uint8)
+        np.savez_compressed(path, fg=fg, class_scores=self.class_scores, size=np.array(self.size))
+        return path
+
+    @classmethod
+    def load(cls, folder: Path, video_id: str) -> VideoPrediction:
+        with np.load(prediction_path(folder, video_id), allow_pickle=False) as npz:
+            return cls(video_id, npz["fg"].astype(np.float32) / 255, npz["class_scores"], tuple(npz["size"]))
+
+
+def prediction_path(folder: Path, video_id: str) -> Path:
+    """One file per video; ids such as 'Basketball/v_x' are escaped, never used as paths."""
+    return Path(folder) / f"{quote(video_id, safe='')}.npz"
+
+
+def video_windows(num_frames: int, spec: ClipSpec) -> Iterator[np.ndarray]:
+    """Frame indices of windows that together predict every frame exactly once (see module doc)."""
+    for phase in range(min(spec.stride, num_frames)):
+        frames = np.arange(phase, num_frames, spec.stride)
+        for start in range(0, len(frames), spec.length):
+            window = frames[start : start + spec.length]
+            yield np.concatenate([window, np.repeat(window[-1:], spec.length - len(window))])
+
+
+def window_batches(video: Video, spec: ClipSpec, batch_size: int) -> Iterator[tuple[torch.Tensor, list[np.ndarray]]]:
+    """Batches of resized clips (B, 3, T, h, w) in [-1, 1], with their frame indices."""
+    frames = video.frames()
+    windows = list(video_windows(video.num_frames, spec))
+    for start in range(0, len(windows), batch_size):
+        chunk = windows[start : start + batch_size]
+        clips = torch.from_numpy(np.stack([frames[w] for w in chunk])).permute(0, 4, 1, 2, 3).float()
+        clips = clips / 127.5 - 1.0
+        b, c, t, h, w = clips.shape
+        flat = clips.transpose(1, 2).reshape(b * t, c, h, w)
+        flat = F.interpolate(flat, size=spec.size, mode="bilinear", align_corners=False)
+        yield flat.reshape(b, t, c, *spec.size).transpose(1, 2).contiguous(), chunk
+
+
+@torch.no_grad()
+def predict_video(model: torch.nn.Module, video: Video, spec: ClipSpec, device: torch.device,
+                  batch_size: int = 8, bf16: bool = False) -> VideoPrediction:
+    """Foreground probabilities of every frame and mean class scores (model in eval mode)."""
+    fg = np.zeros((video.num_frames, *spec.size), dtype=np.float32)
+    scores, count = None, 0
+    for clips, windows in window_batches(video, spec, batch_size):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+            out = model(clips.to(device))
+        probs = torch.sigmoid(out.fg_logits.float()).cpu().numpy()
+        for window, prob in zip(windows, probs, strict=True):
+            real = np.r_[True, window[1:] != window[:-1]]  # drop the padding repeats
+            fg[window[real]] = prob[real]
+        batch_scores = out.class_scores.float().sum(0).cpu().numpy()
+        scores = batch_scores if scores is None else scores + batch_scores
+        count += len(windows)
+    return VideoPrediction(video.id, fg, (scores / count).astype(np.float32), (video.height, video.width))
