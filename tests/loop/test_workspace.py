@@ -95,3 +95,17 @@ def test_cli_init_and_status_as_a_user_runs_them(tmp_path, tiny_dataset):
     status = subprocess.run([*run, "status", str(ws)], capture_output=True, text=True)
     assert status.returncode == 0
     assert status.stdout.splitlines()[1].split()[:4] == ["0", "6", "6", "6"]
+
+
+@pytest.mark.parametrize("box, problem", [([10, 5, 70, 20], "outside the 64x48 frame"), ([30, 5, 10, 20], "x2 <= x1")])
+def test_cli_bad_box_in_the_dataset_is_one_clear_error(tmp_path, tiny_dataset, capsys, box, problem):
+    import json
+
+    ann = tiny_dataset / "dataset.json"
+    doc = json.loads(ann.read_text())
+    doc["tubes"][1]["boxes"][3] = box
+    ann.write_text(json.dumps(doc))
+    assert main(["init", str(tmp_path / "ws"), "--dataset", str(tiny_dataset)]) == 1
+    err = capsys.readouterr().err
+    assert "dataset.json" in err and problem in err and "vid1" in err
+    assert not (tmp_path / "ws").exists()

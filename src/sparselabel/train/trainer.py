@@ -152,6 +152,8 @@ def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: 
                            dropout=config.model.dropout).to(device)
     if init_from is not None:
         model.load_state_dict(torch.load(init_from, map_location=device, weights_only=True))
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0 if restart else load_checkpoint(run_dir / CHECKPOINT, model, optimizer, device)
     if start >= cfg.steps:
@@ -185,6 +187,8 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            if cfg.channels_last:
+                batch["clip"] = batch["clip"].contiguous(memory_format=torch.channels_last_3d)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 output = net(batch["clip"], labels=batch["label"])
             total, parts = detector_loss(output, batch["label"], batch["target"], batch["weight"],
