@@ -45,7 +45,7 @@ def test_train_predict_evaluate_on_a_workspace(tmp_path, tiny_dataset, capsys):
     for vid, video in ws.ledger.videos().items():
         pred = VideoPrediction.load(folder, vid)
         assert pred.fg.shape == (video.num_frames, 32, 32) and pred.class_scores.shape == (2,)
-        assert 0 <= pred.fg.min() and pred.fg.max() <= 1
+        assert pred.fg.min() >= 0 and pred.fg.max() <= 1
     frame_dets = safe_load(folder / "frame_dets.pkl")
     assert frame_dets.ndim == 2 and frame_dets.shape[1] == 8
     assert isinstance(safe_load(folder / "tube_dets.pkl"), dict)
