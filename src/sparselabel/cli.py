@@ -123,6 +123,32 @@ def write_json(data: object, path: str | Path) -> None:
     Path(path).write_text(json.dumps(clean(data), indent=1, allow_nan=False) + "\n")
 
 
+LOOP_FLAGS = {"cycles": "loop.cycles", "step": "selection.budget", "strategy": "selection.strategy",
+              "loss": "train.loss", "until_v_map": "loop.until_v_map", "budget": "loop.budget"}
+
+
+def cmd_loop(args: argparse.Namespace) -> None:
+    from sparselabel.loop.cycle import format_record, run_loop, start_loop
+    from sparselabel.loop.workspace import Workspace
+
+    flags = [f"{key}={getattr(args, name)}" for name, key in LOOP_FLAGS.items() if getattr(args, name) is not None]
+    if args.resume:
+        if flags or args.overrides:
+            raise SparseLabelError("--resume continues with the config the loop started with; give no other settings")
+        workspace = Workspace.open(args.workspace)
+    else:
+        workspace = Workspace.open(args.workspace, [*flags, *args.overrides])
+        start_loop(workspace)
+    printed = []
+
+    def show(record) -> None:
+        print(format_record(record, header=not printed), flush=True)
+        printed.append(record)
+
+    outcome = run_loop(workspace, on_cycle=show)
+    print(f"stopped: {outcome.stopped_because}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparselabel",
@@ -167,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--run", help="training run to use (default: the latest cycle's)")
     predict.add_argument("--split", default="all", choices=["all", "pool", "test"], help="videos to predict (default: %(default)s)")
     predict.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.device=cpu")
+
+    loop = add("loop", cmd_loop, "Run the active-learning loop: train, predict, evaluate, score, select, annotate, "
+               "per cycle; a killed loop continues with --resume.")
+    loop.add_argument("workspace")
+    loop.add_argument("--cycles", type=int, help="selection rounds (config loop.cycles, default 3)")
+    loop.add_argument("--step", help="frames selected per cycle: 5%% of the pool or a count (selection.budget)")
+    loop.add_argument("--strategy", help="apu, apu-local, random, equidistant, uncertainty, entropy, video")
+    loop.add_argument("--loss", choices=["mgw", "mask", "interp"], help="localisation loss weights (train.loss)")
+    loop.add_argument("--until-v-map", type=float, help="stop once v-mAP@0.5 on the test split reaches this")
+    loop.add_argument("--budget", help="stop once this much of the pool is annotated: 10%% or a count (loop.budget)")
+    loop.add_argument("--resume", action="store_true", help="continue a killed or paused loop where it stopped")
+    loop.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="other config overrides, e.g. train.steps=200")
 
     evaluate = add("evaluate", cmd_evaluate,
                    "Score detections: f-mAP@0.5, v-mAP@0.1/0.2/0.3/0.5/0.75 (and J&F where masks exist), "

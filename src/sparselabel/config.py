@@ -35,6 +35,8 @@ class LabelsConfig:
     clicks_per_mask: int = 10  # polygon / scribble clicks for a mask
     annotation: str = "box"  # box | mask: what an annotated frame costs
     oracle: str = "simulated"  # simulated: reveal ground truth; none: wait for imports
+    clicks_per_corrected_box: int = 1  # keeping or adjusting a pre-annotated box (one drag) costs less
+    import_max_mb: float = 100.0  # imported answer files larger than this are refused unread
 
 
 @dataclass
@@ -67,6 +69,38 @@ class TrainConfig:
 
 
 @dataclass
+class SelectionConfig:
+    """Scoring (MC-dropout, Eq. 1) and frame selection (APU, Eqs. 2-3, and the baselines)."""
+
+    strategy: str = "apu"  # apu | apu-local | random | equidistant | uncertainty | entropy | video
+    budget: str = "5%"  # frames per cycle: a percent of all pool frames ("5%") or a count ("500")
+    passes: int = 10  # T, MC-dropout passes per frame
+    tau: float = 0.9  # non-activity suppression: pixels with mean fg prob < 1 - tau are not kept
+    lam: float = 0.5  # APU weight of uncertainty against proximity
+    sigma: float = 1.3  # APU proximity Gaussian width, frames
+    # Entropy baseline exclusion window +/- d frames. ceil(3 * sigma) = 4: beyond 3 sigma APU's
+    # proximity penalty is under 1.1%, so the hard window covers what APU's soft one does.
+    entropy_window: int = 4
+    batch_size: int = 8  # windows per scoring batch (each decoded `passes` times)
+    pass_chunk: int = 0  # MC passes per batched decode_head call; 0: all at once
+    bf16: bool = False  # autocast the scoring passes on CUDA (U then differs slightly)
+
+
+@dataclass
+class LoopConfig:
+    """The active-learning loop: how many cycles, when to stop, how each cycle trains."""
+
+    cycles: int = 3  # selection rounds; cycles 0..cycles are trained and evaluated
+    budget: str = "100%"  # stop selecting once this much of the pool is annotated ("10%" or a count)
+    until_v_map: float = 0.0  # stop once v-mAP@0.5 on the test split reaches this (0: never)
+    # false (default, as the paper retrains every cycle): each cycle starts from the pretrained
+    # encoder, so a cycle's model depends only on its labels and strategies compare fairly.
+    # true: start from the previous cycle's weights (cheaper; needs fewer train.steps).
+    warm_start: bool = False
+    dense_recovery: bool = True  # also score the model on the pool's unannotated frames
+
+
+@dataclass
 class Config:
     seed: int = 0
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -74,6 +108,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     detection: LinkConfig = field(default_factory=LinkConfig)  # maps -> boxes -> tubes
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -7,15 +7,18 @@ its own files under the workspace; the CLI commands and the loop call these.
     predictions/cycle-NNN/   <video>.npz (foreground maps, class scores),
                              frame_dets.pkl, tube_dets.pkl, videos.json (ACT structures)
     reports/eval-cycle-NNN.json
+    scores/cycle-NNN/        <video>.npz (per-frame MC-dropout U, entropy, mean fg)
 """
 
 from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch.distributed as dist
 from scipy import ndimage
 from tqdm import tqdm
 
@@ -23,9 +26,13 @@ from sparselabel.errors import SparseLabelError
 from sparselabel.evaluation import frame_map, video_map
 from sparselabel.evaluation.detections import LinkConfig, act_detections
 from sparselabel.evaluation.masks import evaluate_sequence
+from sparselabel.faults import fault_point
 from sparselabel.loop.workspace import POOL, TEST, Workspace
+from sparselabel.scoring.mc_dropout import VideoScores, score_video
 from sparselabel.scoring.predict import VideoPrediction, predict_video, prediction_path
+from sparselabel.selection import FrameScores, make_strategy, parse_budget, select
 from sparselabel.train.trainer import (
+    DistEnv,
     TrainResult,
     clip_spec,
     dist_env,
@@ -163,3 +170,155 @@ def format_results(results: dict) -> str:
                       "".join(f"{100 * v:>11.2f}" if v is not None and np.isfinite(v) else f"{'-':>11}"
                               for _, v in cols)])
 
+
+# --------------------------------------------------------------------------------------
+# Scoring (MC-dropout, Eq. 1) and selection (APU and baselines)
+# --------------------------------------------------------------------------------------
+
+
+def scores_dir(workspace: Workspace, run: str) -> Path:
+    return workspace.root / "scores" / run
+
+
+def score_step(workspace: Workspace, passes: int | None = None, run: str | None = None) -> Path:
+    """U, entropy and mean foreground of every frame of every pool video, by the run's model.
+
+    Resumable: a video whose file exists with the same passes and tau is skipped (files
+    are written then renamed, so a killed run leaves no half file). Under torchrun rank
+    r scores videos r, r + world, ... and all ranks meet at a barrier at the end.
+    Each video's dropout masks are seeded from (seed, video id): sharding and resuming
+    give the same scores as one uninterrupted process.
+    """
+    run = run or current_run(workspace)
+    config, cfg = workspace.config, workspace.config.selection
+    passes = passes or cfg.passes
+    env = dist_env()
+    device = pick_device(config.train.device, env)
+    model = load_trained(workspace.root / "runs" / run, config, len(workspace.ledger.classes), device)
+    out = scores_dir(workspace, run)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = clip_spec(config, augment=False)
+    mine = videos_of(workspace, POOL)[env.rank :: env.world]
+    todo = [v for v in mine if not _already_scored(out, v, passes, cfg.tau)]
+    for vid in tqdm(todo, desc="score", unit="video", disable=None if env.is_main else True):
+        video = workspace.dataset.videos[vid]
+        score_video(model, video, spec, device, passes=passes, tau=cfg.tau, batch_size=cfg.batch_size,
+                    seed=config.seed, pass_chunk=cfg.pass_chunk or None, bf16=cfg.bf16).save(out)
+        fault_point("score:video-saved")
+    _barrier(env)
+    return out
+
+
+def _already_scored(folder: Path, video_id: str, passes: int, tau: float) -> bool:
+    if not prediction_path(folder, video_id).exists():
+        return False
+    try:
+        done = VideoScores.load(folder, video_id)
+    except (OSError, ValueError, KeyError):
+        return False
+    return done.passes == passes and done.tau == tau
+
+
+def _barrier(env: DistEnv) -> None:
+    if env.world > 1:
+        dist.barrier()
+
+
+def load_scores(workspace: Workspace, run: str | None = None) -> FrameScores:
+    """The pool's stored per-frame scores of ``run`` (default: the latest cycle's)."""
+    run = run or current_run(workspace)
+    folder = scores_dir(workspace, run)
+    pool = workspace.ledger.videos(POOL)
+    missing = [v for v in pool if not prediction_path(folder, v).exists()]
+    if missing:
+        raise SparseLabelError(f"no scores for {len(missing)} pool videos (e.g. {missing[0]!r}); "
+                               "run `sparselabel score` first", folder)
+    loaded = {v: VideoScores.load(folder, v) for v in pool}
+    for vid, s in loaded.items():
+        if len(s.uncertainty) != pool[vid].num_frames:
+            raise SparseLabelError(f"scores of {vid!r} have {len(s.uncertainty)} frames, "
+                                   f"the video has {pool[vid].num_frames}", folder)
+    return FrameScores({v: pool[v].num_frames for v in pool},
+                       uncertainty={v: s.uncertainty for v, s in loaded.items()},
+                       entropy={v: s.entropy for v, s in loaded.items()},
+                       mean_fg={v: s.mean_fg for v, s in loaded.items()})
+
+
+@dataclass
+class SelectResult:
+    cycle: int
+    strategy: str
+    picks: list[tuple[str, int]]
+    scores: list[float | None]
+    resumed: bool  # True: the cycle's recorded selection, returned without selecting again
+
+
+def latest_annotated_cycle(workspace: Workspace) -> int:
+    cycles = [a.cycle for a in workspace.ledger.annotations()]
+    if not cycles:
+        raise SparseLabelError("no annotated frames yet", workspace.ledger.path)
+    return max(cycles)
+
+
+def select_step(workspace: Workspace, strategy: str | None = None, budget: str | int | None = None,
+                cycle: int | None = None) -> SelectResult:
+    """Choose the next cycle's frames and record them in the ledger (no annotating here).
+
+    ``cycle`` defaults to the latest annotated cycle + 1. If that cycle already has a
+    selection it is returned as it is (resuming never selects twice). Frames selected
+    earlier but not yet answered count as annotated, so they are not picked again.
+    Strategies that read scores use those of the latest cycle's model (``score_step``).
+    """
+    cfg = workspace.config.selection
+    ledger = workspace.ledger
+    name = strategy or cfg.strategy
+    try:
+        query = make_strategy(name, lam=cfg.lam, sigma=cfg.sigma, window=cfg.entropy_window)
+    except ValueError as exc:
+        raise SparseLabelError(str(exc)) from None
+    latest = latest_annotated_cycle(workspace)
+    cycle = latest + 1 if cycle is None else cycle
+    recorded = ledger.selections(cycle)
+    if recorded:
+        used = sorted({row[1] for row in recorded})
+        if used != [name]:
+            raise SparseLabelError(f"cycle {cycle} already has a selection by {', '.join(used)}, "
+                                   f"not {name}", ledger.path)
+        return SelectResult(cycle, name, [(v, f) for _, _, v, f, _ in recorded],
+                            [s for *_, s in recorded], resumed=True)
+    pool = ledger.videos(POOL)
+    num_frames = {v: video.num_frames for v, video in pool.items()}
+    frames = parse_budget(cfg.budget if budget is None else budget, sum(num_frames.values()))
+    taken = {v: set(a.tolist()) for v, a in ledger.annotated_frames().items() if v in pool}
+    for _, _, vid, frame, _ in ledger.selections():
+        if vid in taken:
+            taken[vid].add(frame)
+    scores = load_scores(workspace, f"cycle-{latest:03d}") if query.needs else FrameScores(num_frames)
+    rng = np.random.default_rng([workspace.config.seed, cycle])
+    chosen = select(query, scores, taken, frames, seed=rng)
+    ledger.record_selection(cycle, name, chosen.picks, chosen.scores)
+    values = chosen.scores if chosen.scores is not None else [None] * len(chosen.picks)
+    return SelectResult(cycle, name, chosen.picks, list(values), resumed=False)
+
+
+# --------------------------------------------------------------------------------------
+# Dense-label recovery (the pool's unannotated frames)
+# --------------------------------------------------------------------------------------
+
+
+def recovery_step(workspace: Workspace, run: str, cycle: int, convention: str = "act") -> dict:
+    """f-mAP@0.5 of the model and of linear interpolation on the pool's unannotated frames."""
+    from sparselabel.evaluation.recovery import interpolation_dets, recovery_map
+
+    folder = workspace.root / "predictions" / run
+    pool = videos_of(workspace, POOL)
+    answers: dict[str, list] = {}
+    for answer in workspace.ledger.annotations():
+        if answer.cycle <= cycle:
+            answers.setdefault(answer.video_id, []).append(answer)
+    annotated = {v: np.array(sorted(a.frame for a in answers.get(v, [])), dtype=np.int64) for v in pool}
+    model_dets, _ = act_detections({v: _loaded(folder, v) for v in pool}, pool, workspace.config.detection)
+    num_frames = {v: workspace.dataset.videos[v].num_frames for v in pool}
+    interp = interpolation_dets(answers, num_frames, pool, workspace.config.train.sigma)
+    return recovery_map(workspace.dataset.act_gttubes(pool), model_dets, interp, pool, annotated,
+                        convention=convention)

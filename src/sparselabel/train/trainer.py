@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from sparselabel.config import Config, TrainConfig
 from sparselabel.errors import SparseLabelError
+from sparselabel.faults import fault_point
 from sparselabel.models import build_detector
 from sparselabel.train.clips import ClipSpec, SparseClipDataset, VideoLabels, video_labels
 from sparselabel.train.losses import detector_loss
@@ -127,10 +128,10 @@ class TrainResult:
 
 
 def train_workspace(workspace, config: Config | None = None, run_name: str | None = None,
-                    restart: bool = False, init_from: Path | None = None) -> TrainResult:
-    """Train a detector on ``workspace``'s current answers (resuming its run for this cycle)."""
+                    restart: bool = False, init_from: Path | None = None, cycle: int | None = None) -> TrainResult:
+    """Train a detector on ``workspace``'s answers up to ``cycle`` (default: all; resumes its run)."""
     config = config or workspace.config
-    answers = workspace.ledger.annotations()
+    answers = [a for a in workspace.ledger.annotations() if cycle is None or a.cycle <= cycle]
     if not answers:
         raise SparseLabelError("no annotated frames yet", workspace.ledger.path)
     cycle = max(a.cycle for a in answers)
@@ -210,6 +211,7 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
                 if env.is_main:
                     log.flush()
                     save_checkpoint(run_dir / CHECKPOINT, model, optimizer, step + 1)
+                    fault_point("train:checkpointed")
                 if env.world > 1:
                     dist.barrier()
     bar.close()

@@ -1,0 +1,234 @@
+"""CVAT XML annotation format 1.1: "CVAT for video" (tracks) and "CVAT for images" (images).
+
+Both share ``<annotations><version>1.1</version><meta><task>...<labels>``.
+
+- For images: one ``<image id name width height>`` per image, holding
+  ``<box label xtl ytl xbr ybr occluded z_order>`` shapes. ``id`` is the
+  image's index in the lexical order of the names, as CVAT numbers them.
+- For video: ``<track id label source>`` elements holding one
+  ``<box frame xtl ytl xbr ybr outside occluded keyframe z_order>`` per frame
+  of the track. Only ``keyframe="1"`` shapes are a person's statement about a
+  frame; ``keyframe="0"`` shapes are CVAT's interpolation between keyframes,
+  and ``outside="1"`` says the object is not in the frame.
+
+Coordinates are pixels of the original frame. Parsing goes through
+``defusedxml`` with DTDs forbidden: CVAT never writes a DTD, so a document
+with one (entity expansion, external entities) is refused outright.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote
+from xml.etree import ElementTree as ET  # building our own documents only; parsing is defused
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from sparselabel.errors import AnnotationError
+from sparselabel.interchange.common import (
+    EXPORT_MARKER,
+    BoxAnswer,
+    ExportBatch,
+    FrameAnswer,
+    ParsedFile,
+    PreTrack,
+    TaskFrame,
+    VideoAnswer,
+    check_relative_name,
+    finite_number,
+    parse_frame_file_name,
+    rotated_envelope,
+    whole_number,
+)
+
+VIDEO, IMAGES = "cvat", "cvat-images"
+VERSION = "1.1"
+# Shapes CVAT can write that are not boxes: refused rather than silently dropped.
+OTHER_SHAPES = ("polygon", "polyline", "points", "mask", "cuboid", "ellipse", "skeleton")
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def images_xml(batch: ExportBatch) -> bytes:
+    """A CVAT-for-images document: every selected frame as an image, pre-annotations as boxes."""
+    frames = sorted(batch.frames, key=lambda f: Path(f.image).name)
+    root = _root(f"sparselabel cycle {batch.cycle}", len(frames), "annotation", batch.classes)
+    for index, frame in enumerate(frames):
+        image = ET.SubElement(root, "image", id=str(index), name=Path(frame.image).name,
+                              width=str(frame.width), height=str(frame.height))
+        for pre in frame.boxes:
+            ET.SubElement(image, "box", label=pre.label, source="auto", occluded="0", z_order="0",
+                          **_corners(pre.box))
+    return _document(root)
+
+
+def video_xml(video_id: str, frames: list[TaskFrame], tracks: list[PreTrack], classes: list[str]) -> bytes:
+    """A CVAT-for-video document for one video (one CVAT task), one track per predicted tube.
+
+    A track's shapes on the selected frames are keyframes; its other frames are
+    interpolated shapes (``keyframe="0"``), and a closing ``outside="1"``
+    keyframe right after the tube ends it, as CVAT itself writes tracks.
+    """
+    first = frames[0]
+    root = _root(video_id, first.num_frames, "interpolation", classes, (first.width, first.height))
+    selected = {f.frame for f in frames}
+    for track in tracks:
+        element = ET.SubElement(root, "track", id=str(track.track), label=track.label, source="auto")
+        for frame, box in zip(track.frames.tolist(), track.boxes.tolist(), strict=True):
+            _track_box(element, frame, box, outside=False, keyframe=frame in selected)
+        end = int(track.frames[-1]) + 1
+        if end < first.num_frames:
+            _track_box(element, end, track.boxes[-1].tolist(), outside=True, keyframe=True)
+    return _document(root)
+
+
+def _root(name: str, size: int, mode: str, classes: list[str],
+          original_size: tuple[int, int] | None = None) -> ET.Element:
+    root = ET.Element("annotations")
+    ET.SubElement(root, "version").text = VERSION
+    task = ET.SubElement(ET.SubElement(root, "meta"), "task")
+    for key, value in (("name", name), ("size", str(size)), ("mode", mode), ("overlap", "0"), ("flipped", "False")):
+        ET.SubElement(task, key).text = value
+    labels = ET.SubElement(task, "labels")
+    for class_name in classes:
+        label = ET.SubElement(labels, "label")
+        ET.SubElement(label, "name").text = class_name
+        ET.SubElement(label, "attributes")
+    if original_size is not None:
+        size_element = ET.SubElement(task, "original_size")
+        ET.SubElement(size_element, "width").text = str(original_size[0])
+        ET.SubElement(size_element, "height").text = str(original_size[1])
+    return root
+
+
+def _corners(box) -> dict[str, str]:
+    return {key: f"{float(value):.2f}" for key, value in zip(("xtl", "ytl", "xbr", "ybr"), box, strict=True)}
+
+
+def _track_box(track: ET.Element, frame: int, box, outside: bool, keyframe: bool) -> None:
+    ET.SubElement(track, "box", frame=str(frame), outside=str(int(outside)), occluded="0",
+                  keyframe=str(int(keyframe)), z_order="0", **_corners(box))
+
+
+def _document(root: ET.Element) -> bytes:
+    ET.indent(root)
+    marker = (f"<!-- {EXPORT_MARKER}: tasks for CVAT, not answers. Upload it to the CVAT task, "
+              "annotate, then export the task as CVAT 1.1 and import that file. -->")
+    head = '<?xml version="1.0" encoding="utf-8"?>\n' + marker + "\n"
+    return (head + ET.tostring(root, encoding="unicode") + "\n").encode()
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def read_xml(data: bytes, path: Path) -> ET.Element:
+    """Parse untrusted XML: no DTD, so no entity expansion and no external entities."""
+    try:
+        return SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise AnnotationError(f"refusing XML that declares a DTD or entities ({type(exc).__name__}); "
+                              "CVAT never writes them", path) from exc
+    except ET.ParseError as exc:
+        raise AnnotationError(f"not well-formed XML ({exc}); is the file truncated?", path) from exc
+
+
+def parse(data: bytes, path: Path) -> ParsedFile:
+    """The answers of a CVAT 1.1 export: for-images if it has ``<image>`` elements, else for-video."""
+    root = read_xml(data, path)
+    if root.tag != "annotations":
+        raise AnnotationError(f"root element is <{root.tag}>, CVAT XML has <annotations>", path)
+    version = (root.findtext("version") or "").strip()
+    if not version.startswith("1."):
+        raise AnnotationError(f"CVAT XML version {version!r}; this reads 1.x (CVAT 1.1)", path)
+    has_images, has_tracks = root.find("image") is not None, root.find("track") is not None
+    if has_images and has_tracks:
+        raise AnnotationError("holds both <image> and <track> elements; export as CVAT for images "
+                              "or CVAT for video, not a mix", path)
+    return _parse_images(root, path) if has_images else _parse_video(root, path)
+
+
+def _parse_images(root: ET.Element, path: Path) -> ParsedFile:
+    parsed = ParsedFile(IMAGES)
+    for image in root.iter("image"):
+        name = _attr(image, "name", "<image>", path)
+        where = f"image {name!r}"
+        check_relative_name(name, where, path)
+        key = parse_frame_file_name(name)
+        if key is None:
+            raise AnnotationError(f"{where}: not a frame exported by sparselabel (expected <video>__<frame>.jpg)", path)
+        boxes = []
+        for shape in image:
+            if shape.tag in OTHER_SHAPES:
+                raise AnnotationError(f"{where}: <{shape.tag}> shapes are not supported, only <box>", path)
+            if shape.tag == "box":
+                label = _attr(shape, "label", f"{where} <box>", path)
+                boxes.append((_box(shape, f"{where} <box>", path), label))
+        # No track ids in this format: actors are numbered left to right within the frame.
+        boxes.sort(key=lambda item: (item[0][0], item[0][1]))
+        answers = [BoxAnswer(k, label, box) for k, (box, label) in enumerate(boxes)]
+        parsed.frames.append(FrameAnswer(key[0], key[1], answers, where))
+    return parsed
+
+
+def _parse_video(root: ET.Element, path: Path) -> ParsedFile:
+    task = root.find("meta/task")
+    if task is None:
+        what = "a job" if root.find("meta/job") is not None else "a project" if root.find("meta/project") is not None else "no task"
+        raise AnnotationError(f"CVAT for video export of {what}: export the whole task (named after the video)", path)
+    _check_frame_range(task, path)
+    name = (task.findtext("name") or "").strip()
+    source = Path((task.findtext("source") or "").strip()).stem
+    size = task.findtext("size")
+    keyframes: dict[int, list[BoxAnswer]] = {}
+    for track in root.iter("track"):
+        track_id = whole_number(track.get("id"), "<track> id", path)
+        where = f"track {track_id}"
+        label = _attr(track, "label", where, path)
+        for shape in track:
+            if shape.tag in OTHER_SHAPES:
+                raise AnnotationError(f"{where}: <{shape.tag}> shapes are not supported, only <box>", path)
+            if shape.tag != "box":
+                continue
+            frame = whole_number(_attr(shape, "frame", f"{where} <box>", path), f"{where} <box> frame", path)
+            what = f"{where} frame {frame}"
+            outside = _flag(shape, "outside", what, path)
+            if _flag(shape, "keyframe", what, path) and not outside:
+                keyframes.setdefault(frame, []).append(BoxAnswer(track_id, label, _box(shape, what, path)))
+    candidates = tuple(dict.fromkeys(c for c in (name, unquote(name), source, unquote(source)) if c))
+    num_frames = None if size is None else whole_number(size, "<meta><task><size>", path)
+    return ParsedFile(VIDEO, videos=[VideoAnswer(candidates, keyframes, None, f"task {name!r}", num_frames)])
+
+
+def _check_frame_range(task: ET.Element, path: Path) -> None:
+    """Frame numbers only match the video when the task starts at frame 0 with every frame."""
+    start = (task.findtext("start_frame") or "0").strip()
+    frame_filter = (task.findtext("frame_filter") or "").strip()
+    if start not in ("", "0") or frame_filter:
+        raise AnnotationError(f"the CVAT task uses start frame {start} / filter {frame_filter!r}; "
+                              "create it from every frame of the video so frame numbers match", path)
+
+
+def _attr(element: ET.Element, key: str, where: str, path: Path) -> str:
+    value = element.get(key)
+    if value is None:
+        raise AnnotationError(f"{where}: missing attribute {key!r}", path)
+    return value
+
+
+def _flag(element: ET.Element, key: str, where: str, path: Path) -> bool:
+    value = _attr(element, key, where, path).strip().lower()
+    if value not in ("0", "1", "true", "false"):
+        raise AnnotationError(f"{where}: {key}={value!r}, expected 0 or 1", path)
+    return value in ("1", "true")
+
+
+def _box(shape: ET.Element, where: str, path: Path) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (finite_number(_attr(shape, k, where, path), f"{where} {k}", path)
+                      for k in ("xtl", "ytl", "xbr", "ybr"))
+    rotation = finite_number(shape.get("rotation", "0"), f"{where} rotation", path)
+    if not rotation:
+        return (x1, y1, x2, y2)
+    # CVAT rotates a box about its centre; keep the axis-aligned box around it.
+    return rotated_envelope(x1, y1, x2 - x1, y2 - y1, rotation, ((x1 + x2) / 2, (y1 + y2) / 2))

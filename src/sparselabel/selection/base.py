@@ -1,0 +1,135 @@
+"""The contract every selection strategy follows (in the spirit of small-text / baal).
+
+A strategy is a small class with
+
+    query(scores: FrameScores, annotated, budget, rng) -> [(video_id, frame), ...]
+
+``scores`` holds the pool (every video's frame count) and whatever per-frame arrays
+scoring produced; ``annotated`` maps a video to its annotated (or already selected)
+frames, a missing video having none. The picks are min(budget, unannotated frames)
+distinct unannotated frames, deterministic for a given ``rng`` state. ``query_scored``
+also returns each pick's score at pick time (None where a strategy has no score),
+which is what the ledger records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from sparselabel.selection.apu import Pick, annotated_marks
+
+SCORE_NAMES = ("uncertainty", "entropy", "mean_fg")
+
+
+@dataclass
+class FrameScores:
+    """The pool: frames per video, and per-frame score arrays where scoring has run."""
+
+    num_frames: dict[str, int]
+    uncertainty: dict[str, np.ndarray] | None = None  # Eq. 1 U (raw, not normalised)
+    entropy: dict[str, np.ndarray] | None = None  # mean binary entropy of the mean prediction
+    mean_fg: dict[str, np.ndarray] | None = None  # mean foreground probability
+
+    def __post_init__(self) -> None:
+        for name in SCORE_NAMES:
+            arrays = getattr(self, name)
+            if arrays is None:
+                continue
+            if set(arrays) != set(self.num_frames):
+                missing = sorted(set(self.num_frames) ^ set(arrays))
+                raise ValueError(f"{name} scores and the pool differ in videos (e.g. {missing[0]!r})")
+            for vid, values in arrays.items():
+                if np.shape(values) != (self.num_frames[vid],):
+                    raise ValueError(f"{name} of {vid!r} has shape {np.shape(values)}, "
+                                     f"video has {self.num_frames[vid]} frames")
+
+    def require(self, name: str) -> dict[str, np.ndarray]:
+        arrays = getattr(self, name)
+        if arrays is None:
+            raise ValueError(f"this strategy needs per-frame {name} scores; run `sparselabel score` first")
+        return {v: np.asarray(a, dtype=np.float64) for v, a in arrays.items()}
+
+    @property
+    def total_frames(self) -> int:
+        return sum(self.num_frames.values())
+
+
+@dataclass
+class Selection:
+    picks: list[Pick]
+    scores: list[float] | None  # each pick's score at pick time, or None
+
+
+class QueryStrategy:
+    """Base class: subclasses set ``name``, ``needs`` and implement ``query_scored``."""
+
+    name: str = ""
+    needs: tuple[str, ...] = ()  # FrameScores arrays read; () = works from frame counts alone
+
+    def query(self, scores: FrameScores, annotated: Mapping[str, Iterable[int]], budget: int,
+              rng: np.random.Generator) -> list[Pick]:
+        return self.query_scored(scores, annotated, budget, rng).picks
+
+    def query_scored(self, scores: FrameScores, annotated: Mapping[str, Iterable[int]], budget: int,
+                     rng: np.random.Generator) -> Selection:
+        raise NotImplementedError
+
+    @classmethod
+    def from_options(cls, **options: object) -> QueryStrategy:
+        """An instance with the options this strategy has (others ignored), e.g. from the config."""
+        names = {f.name for f in fields(cls)} if hasattr(cls, "__dataclass_fields__") else set()
+        return cls(**{k: v for k, v in options.items() if k in names})
+
+
+def free_frames(scores: FrameScores, annotated: Mapping[str, Iterable[int]]) -> dict[str, np.ndarray]:
+    """Boolean mask of the unannotated frames of every pool video."""
+    marks = annotated_marks(annotated, scores.num_frames)
+    free = {}
+    for vid, n in sorted(scores.num_frames.items()):
+        mask = np.ones(n, dtype=bool)
+        mask[marks[vid]] = False
+        free[vid] = mask
+    return free
+
+
+@dataclass
+class Ranking:
+    """Every free frame of the pool, highest value first, ties (video id, frame) ascending."""
+
+    ids: list[str]  # sorted video ids; ``video`` indexes into it
+    video: np.ndarray
+    frame: np.ndarray
+    value: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def pick(self, i: int) -> Pick:
+        return self.ids[int(self.video[i])], int(self.frame[i])
+
+
+def ranked(values: Mapping[str, np.ndarray], free: Mapping[str, np.ndarray]) -> Ranking:
+    """Sort the free frames by value (descending) with the (video id, frame) tie-break."""
+    ids = sorted(free)
+    vid = np.concatenate([np.full(int(free[v].sum()), k) for k, v in enumerate(ids)] or [np.zeros(0, int)])
+    frame = np.concatenate([np.flatnonzero(free[v]) for v in ids] or [np.zeros(0, int)])
+    value = np.concatenate([values[v][free[v]] for v in ids] or [np.zeros(0)])
+    order = np.lexsort((frame, vid, -value))
+    return Ranking(ids, vid[order], frame[order], value[order])
+
+
+def check_selection(picks: list[Pick], scores: FrameScores, annotated: Mapping[str, Iterable[int]],
+                    budget: int) -> None:
+    """The contract: known frames, none annotated, no duplicates, min(budget, free) of them."""
+    free = free_frames(scores, annotated)
+    available = sum(int(m.sum()) for m in free.values())
+    if len(picks) != min(budget, available):
+        raise AssertionError(f"{len(picks)} picks for a budget of {budget} ({available} frames free)")
+    if len(set(picks)) != len(picks):
+        raise AssertionError("a frame was picked twice")
+    for vid, frame in picks:
+        if vid not in free or not 0 <= frame < len(free[vid]) or not free[vid][frame]:
+            raise AssertionError(f"picked {vid!r}:{frame}, which is annotated or not in the pool")
