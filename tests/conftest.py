@@ -1,52 +1,16 @@
-"""Shared fixtures: where the real data lives, and skipping cleanly when it is absent."""
+"""Shared fixtures (helpers live in support.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("SPARSELABEL_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared/data, or skip the test with the reason if it is not there."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not available: {path} is absent (tests read ../shared/data)")
-    return path
+from support import make_tiny_dataset, shared_path
 
 
 @pytest.fixture
 def shared_data() -> Path:
     return shared_path()
-
-
-def make_tiny_dataset(root: Path, num_videos: int = 4, num_frames: int = 20, size: tuple[int, int] = (48, 64)) -> Path:
-    """A small real dataset on disk (encoded videos, one tube per video) in sparselabel's format."""
-    import numpy as np
-
-    from sparselabel.data.datasets.native import write_native
-    from sparselabel.data.tubes import Tube
-
-    height, width = size
-    rng = np.random.default_rng(0)
-    videos, tubes = [], {}
-    for i in range(num_videos):
-        vid = f"vid{i}"
-        frames = rng.integers(0, 255, (num_frames, height, width, 3), dtype=np.uint8)
-        start, end = 2 + i % 3, num_frames - 3
-        span = np.arange(start, end)
-        boxes = np.stack([span % 10, span % 5 + 2, span % 10 + 20, span % 5 + 30], axis=1).astype(float)
-        masks = np.zeros((len(span), height, width), dtype=bool)
-        for k, (x1, y1, x2, y2) in enumerate(boxes.astype(int)):
-            masks[k, y1:y2, x1:x2] = True
-        tubes[vid] = [Tube(i % 2, span, boxes, masks)]
-        videos.append({"id": vid, "frames": frames, "fps": 25.0, "label": i % 2,
-                       "split": "test" if i == num_videos - 1 else "train"})
-    return write_native(root, "tiny", ["left", "right"], videos, tubes)
 
 
 @pytest.fixture

@@ -37,26 +37,9 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from sparselabel.config import load_config
-    from sparselabel.data.synthetic import generate
-    from sparselabel.loop.workspace import LEDGER_FILE, Workspace, format_status
+    from sparselabel.demo import run_demo
 
-    out = Path(args.out)
-    data = out / f"synthetic-{args.videos}v-seed{args.seed}"
-    if (data / "dataset.json").exists():
-        print(f"using cached synthetic dataset {data}")
-    else:
-        generate(data, num_videos=args.videos, seed=args.seed)
-        print(f"generated synthetic dataset {data}")
-    root = out / "workspace"
-    if (root / LEDGER_FILE).exists():
-        workspace = Workspace.open(root)
-        print(f"reopened workspace {root}")
-    else:
-        config = load_config(None, [f"dataset.path={data}", f"seed={args.seed}", *args.overrides])
-        workspace = Workspace.create(root, config)
-        print(f"created workspace {root}")
-    print(format_status(workspace.status()))
+    run_demo(Path(args.out), videos=args.videos, seed=args.seed, cycles=args.cycles, overrides=args.overrides)
 
 
 def cmd_weights_fetch(args: argparse.Namespace) -> None:
@@ -123,6 +106,65 @@ def write_json(data: object, path: str | Path) -> None:
     Path(path).write_text(json.dumps(clean(data), indent=1, allow_nan=False) + "\n")
 
 
+def cmd_score(args: argparse.Namespace) -> None:
+    from sparselabel.loop.steps import score_step
+    from sparselabel.loop.workspace import Workspace
+
+    workspace = Workspace.open(args.workspace, args.overrides)
+    print(f"wrote frame scores to {score_step(workspace, passes=args.passes)}")
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    from sparselabel.loop.steps import select_step
+    from sparselabel.loop.workspace import Workspace
+
+    workspace = Workspace.open(args.workspace, args.overrides)
+    result = select_step(workspace, args.strategy, args.budget)
+    verb = "already selected" if result.resumed else "selected"
+    print(f"cycle {result.cycle}: {verb} {len(result.picks)} frames with {result.strategy}")
+    for (video, frame), score in zip(result.picks[: args.show], result.scores[: args.show], strict=True):
+        print(f"  {video} frame {frame}" + ("" if score is None else f"  score {score:.4f}"))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from sparselabel.loop.workspace import Workspace
+    from sparselabel.reports.build import write_report
+
+    workspaces = [Workspace.open(w) for w in args.workspaces]
+    out = Path(args.out) if args.out else workspaces[0].root / "reports"
+    print(f"wrote {write_report(workspaces, out)}")
+
+
+def cmd_experiment(args: argparse.Namespace) -> None:
+    from sparselabel.loop.experiment import Experiment, format_summary, run_experiment
+
+    experiment = Experiment.load(Path(args.config))
+    out = Path(args.out) if args.out else Path("experiments") / experiment.name
+    print(f"{len(experiment.runs)} runs, {experiment.workers} at a time, in {out}")
+    print(format_summary(run_experiment(experiment, out)))
+    print(f"wrote {out / 'results.md'}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from sparselabel.interchange import export_tasks
+    from sparselabel.loop.workspace import Workspace
+
+    workspace = Workspace.open(args.workspace)
+    for path in export_tasks(workspace, args.format, Path(args.out), cycle=args.cycle,
+                             with_predictions=args.with_predictions, url_prefix=args.url_prefix):
+        print(path)
+    print(f"exported to {args.out}")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from sparselabel.interchange import import_answers
+    from sparselabel.loop.workspace import Workspace
+
+    workspace = Workspace.open(args.workspace)
+    report = import_answers(workspace, Path(args.file), annotator=args.annotator, allow_unselected=args.allow_unselected)
+    print(report.summary())
+
+
 LOOP_FLAGS = {"cycles": "loop.cycles", "step": "selection.budget", "strategy": "selection.strategy",
               "loss": "train.loss", "until_v_map": "loop.until_v_map", "budget": "loop.budget"}
 
@@ -162,10 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    demo = add("demo", cmd_demo, "Run the main job on the embedded synthetic data (CPU, minutes).")
+    demo = add("demo", cmd_demo, "The main job on the embedded synthetic data: APU and random selection side by side "
+               "for a few cycles (CPU, minutes), with a report.")
     demo.add_argument("--out", default="sparselabel-demo", help="folder for data and workspace (default: %(default)s)")
     demo.add_argument("--videos", type=int, default=24, help="synthetic videos to generate (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="seed for data and selection (default: %(default)s)")
+    demo.add_argument("--cycles", type=int, default=3, help="selection cycles per strategy (default: %(default)s)")
     demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. labels.initial_percent=5")
 
     synth = add("synth", cmd_synth, "Generate a synthetic action-detection dataset (sparselabel's own format).")
@@ -194,6 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--split", default="all", choices=["all", "pool", "test"], help="videos to predict (default: %(default)s)")
     predict.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.device=cpu")
 
+    score = add("score", cmd_score, "MC-dropout uncertainty (Eq. 1), entropy and mean foreground of every pool frame "
+                "(runs under torchrun, sharded by video).")
+    score.add_argument("workspace")
+    score.add_argument("--passes", type=int, help="T, dropout passes per frame (default: selection.passes, 10)")
+    score.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. selection.tau=0.9")
+
+    select = add("select", cmd_select, "Choose the next cycle's frames and record them in the ledger.")
+    select.add_argument("workspace")
+    select.add_argument("--strategy", help="apu, apu-local, random, equidistant, uncertainty, entropy, video "
+                        "(default: selection.strategy, apu)")
+    select.add_argument("--budget", help="frames to select: 5%% of all pool frames or a count (default: selection.budget)")
+    select.add_argument("--show", type=int, default=10, help="picks to print (default: %(default)s)")
+    select.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. selection.lam=0.5")
+
     loop = add("loop", cmd_loop, "Run the active-learning loop: train, predict, evaluate, score, select, annotate, "
                "per cycle; a killed loop continues with --resume.")
     loop.add_argument("workspace")
@@ -205,6 +263,33 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--budget", help="stop once this much of the pool is annotated: 10%% or a count (loop.budget)")
     loop.add_argument("--resume", action="store_true", help="continue a killed or paused loop where it stopped")
     loop.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="other config overrides, e.g. train.steps=200")
+
+    experiment = add("experiment", cmd_experiment, "Run a grid of loops (strategies x losses x seeds x budgets), "
+                     "resumable and in parallel, and summarise mean +/- std over seeds.")
+    experiment.add_argument("config", help="experiment YAML (name, settings, grid, workers)")
+    experiment.add_argument("--out", help="results folder (default: experiments/NAME)")
+
+    export = add("export", cmd_export, "Write a cycle's selected frames as annotation tasks (CVAT, Label Studio, JSONL), "
+                 "optionally with the model's boxes as pre-annotations.")
+    export.add_argument("workspace")
+    export.add_argument("--format", required=True, choices=["cvat", "cvat-images", "labelstudio", "json"],
+                        help="cvat = CVAT for video 1.1; cvat-images = CVAT for images 1.1")
+    export.add_argument("--out", required=True, help="folder to write the tasks to")
+    export.add_argument("--cycle", type=int, help="cycle whose selection to export (default: the latest not fully answered)")
+    export.add_argument("--with-predictions", action="store_true", help="pre-annotate with the latest model's boxes")
+    export.add_argument("--url-prefix", default="", help="prefix for media paths in Label Studio tasks (where it serves them)")
+
+    imp = add("import", cmd_import, "Read answers exported from CVAT / Label Studio / JSONL into the ledger "
+              "(all or nothing; re-importing changes nothing).")
+    imp.add_argument("workspace")
+    imp.add_argument("file", help="CVAT XML (or zip), Label Studio JSON export, or sparselabel JSONL")
+    imp.add_argument("--annotator", help="who answered (recorded in the ledger)")
+    imp.add_argument("--allow-unselected", action="store_true", help="also accept answers for frames that were not selected")
+
+    report = add("report", cmd_report, "Write the report of one or more workspaces (strategies side by side): "
+                 "curves, selection timelines, U/D/APU scores, frames-per-video histogram, HTML.")
+    report.add_argument("workspaces", nargs="+", metavar="WORKSPACE")
+    report.add_argument("--out", help="report folder (default: the first workspace's reports/)")
 
     evaluate = add("evaluate", cmd_evaluate,
                    "Score detections: f-mAP@0.5, v-mAP@0.1/0.2/0.3/0.5/0.75 (and J&F where masks exist), "

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
 from PIL import Image
+from support import shared_path
 
 from sparselabel.data import Dataset, Tube, Video, load_dataset
 from sparselabel.data.datasets.act_pkl import write_act_pkl

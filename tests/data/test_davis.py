@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
 from PIL import Image
+from support import shared_path
 
 from sparselabel.data import Dataset, load_dataset
 from sparselabel.data.datasets.davis import read_mask_ids

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from conftest import shared_path
 from PIL import Image
+from support import shared_path
 
 from sparselabel.data import Dataset, load_dataset
 from sparselabel.data.datasets.jhmdb import JHMDB_CLASSES, read_puppet_mask

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
 from PIL import Image
+from support import shared_path
 
 from sparselabel.data import Dataset, load_dataset
 from sparselabel.data.dataset import box_problems

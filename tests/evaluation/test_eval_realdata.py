@@ -7,7 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from support import shared_path
 
 from sparselabel.data.safe_pickle import safe_load
 from sparselabel.errors import UnsafePickleError

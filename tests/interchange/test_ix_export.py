@@ -20,6 +20,8 @@ from urllib.parse import unquote
 from xml.etree import ElementTree as ET
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ix_tools import OVERRIDES, PREDICTED, PREDICTED_LABEL, SELECTED, load_json, make_dataset
 
 from sparselabel.config import load_config
@@ -214,3 +216,15 @@ def test_writing_through_a_symlink_out_of_the_export_is_refused(ws, tmp_path):
     assert not list(elsewhere.iterdir())
     with pytest.raises(SparseLabelError, match="outside"):
         inside(out, "../../etc/passwd")
+
+
+@settings(max_examples=200, deadline=None)
+@given(video_id=st.text(max_size=20), frame=st.integers(0, 10**6))
+def test_any_video_id_becomes_one_reversible_file_name(video_id, frame):
+    name = frame_file_name(video_id, frame)
+    assert "/" not in name and "\\" not in name and "\x00" not in name
+    assert name.count(".") == 1 and name.endswith(".jpg")  # no "..", no hidden files
+    assert parse_frame_file_name(name) == (video_id, frame)
+    assert parse_frame_file_name(f"some/folder/{name}") == (video_id, frame)
+    with pytest.raises(SparseLabelError, match="too long"):
+        frame_file_name("x" * 250, frame)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_dataset
+from support import make_tiny_dataset
 
 from sparselabel.config import load_config
 from sparselabel.labels.ledger import Ledger

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from support import shared_path
 
 from sparselabel.data.video import read_video
 from sparselabel.models.i3d import (

@@ -177,7 +177,7 @@ class SynthConfig:
     classes: tuple[str, ...] = tuple(MOTIONS)
     actors: tuple[int, int] = (1, 3)  # actors per video, inclusive range
     tube_fraction: tuple[float, float] = (0.45, 0.85)  # tube length / clip length
-    actor_scale: tuple[float, float] = (0.06, 0.13)  # geometric-mean half extent / S
+    actor_scale: tuple[float, float] = (0.10, 0.20)  # geometric-mean half extent / S (actors 20-40% of the frame, as in UCF101-24)
     actor_aspect: tuple[float, float] = (1.4, 2.4)  # elongated, so a spin shows in the box
     distractors: tuple[int, int] = (0, 2)  # per video, inclusive range
     occluders: tuple[int, int] = (0, 2)  # per video, inclusive range

@@ -31,7 +31,7 @@ from sparselabel.evaluation.boxes import spatial_iou
 @dataclass
 class LinkConfig:
     threshold: float = 0.5  # foreground probability
-    components: str = "largest"  # largest | all
+    components: str = "all"  # all (every actor) | largest (one actor per frame)
     min_area: int = 4  # pixels at map resolution; smaller blobs are noise
     link_iou: float = 0.3
     max_gap: int = 2  # frames a tube may miss before it is closed

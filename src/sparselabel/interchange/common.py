@@ -35,7 +35,7 @@ Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in video pixels, right
 EXPORT_MARKER = "sparselabel-task-file"
 IMAGE_SUFFIX = ".jpg"
 FRAME_SEPARATOR = "__"
-MAX_NAME_BYTES = 200  # well under the 255-byte file-name limit of common file systems
+MAX_NAME_BYTES = 255  # the file-name limit of common file systems (ext4, APFS, NTFS)
 
 
 # --- export model -------------------------------------------------------------------------

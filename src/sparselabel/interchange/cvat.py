@@ -175,7 +175,7 @@ def _parse_images(root: ET.Element, path: Path) -> ParsedFile:
 def _parse_video(root: ET.Element, path: Path) -> ParsedFile:
     task = root.find("meta/task")
     if task is None:
-        what = "a job" if root.find("meta/job") is not None else "a project" if root.find("meta/project") is not None else "no task"
+        what = next((f"a {kind}" for kind in ("job", "project") if root.find(f"meta/{kind}") is not None), "no task")
         raise AnnotationError(f"CVAT for video export of {what}: export the whole task (named after the video)", path)
     _check_frame_range(task, path)
     name = (task.findtext("name") or "").strip()

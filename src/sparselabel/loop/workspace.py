@@ -105,6 +105,12 @@ class Workspace:
     def close(self) -> None:
         self.ledger.close()
 
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def initial_picks(videos: dict, config: Config) -> list[tuple[str, int]]:
     """I% of each video's frames at random (at least ``min_initial_frames``), seeded per video id."""

@@ -1,0 +1,1 @@
+"""Reports: what a labeling project's history looks like (plots, HTML)."""

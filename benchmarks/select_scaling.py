@@ -1,7 +1,7 @@
 """APU selection speed: the lazy heap (``apu_select``) against full re-scoring.
 
-    python benchmarks/selection_speed.py           # every pool size
-    python benchmarks/selection_speed.py --quick   # the small pools only
+    python benchmarks/select_scaling.py           # every pool size
+    python benchmarks/select_scaling.py --quick   # the small pools only
 
 Pools of V videos x F frames with a smooth random U per frame (moving average of
 gamma noise, so neighbouring frames look alike, as in real videos) and 1% of each
@@ -14,7 +14,7 @@ pass, O(N) per pick) and takes the first argmax, which is the (video, frame)
 tie-break. Where that would take more than about a minute it is timed on its first
 picks and extrapolated (cost per pick is constant), marked "est.". Where it runs
 fully, the two pick lists are compared. Both run in this process, side by side.
-Prints a table and writes benchmarks/results/selection_speed.json.
+Prints a table and writes benchmarks/results/select_scaling.json.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 from sparselabel.selection import apu_select
 from sparselabel.selection.apu import proximity_table
 
-RESULTS = Path(__file__).parent / "results" / "selection_speed.json"
+RESULTS = Path(__file__).parent / "results" / "select_scaling.json"
 BRUTE_FULL_LIMIT = 3e9  # N x B above which brute force is timed on a prefix and extrapolated
 BRUTE_PREFIX = 300
 
