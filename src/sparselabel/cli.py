@@ -85,25 +85,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                                 split=int(args.split or 1))
     print(format_table(results, per_class=args.per_class))
     if args.json:
+        from sparselabel.jsonio import write_json
+
         write_json(results, args.json)
         print(f"wrote {args.json}")
-
-
-def write_json(data: object, path: str | Path) -> None:
-    """Strict JSON (NaN, for a metric with nothing to measure, becomes null)."""
-    import json
-    import math
-
-    def clean(x: object) -> object:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        return x
-
-    Path(path).write_text(json.dumps(clean(data), indent=1, allow_nan=False) + "\n")
 
 
 def cmd_score(args: argparse.Namespace) -> None:

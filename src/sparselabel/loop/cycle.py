@@ -21,6 +21,7 @@ from typing import Any
 from sparselabel.config import save_config
 from sparselabel.errors import SparseLabelError
 from sparselabel.faults import fault_point
+from sparselabel.jsonio import finite
 from sparselabel.loop.steps import (
     evaluate_step,
     predict_step,
@@ -81,7 +82,7 @@ def run_loop(workspace: Workspace, on_cycle: Callable[[CycleRecord], None] | Non
         _step(workspace, cycle, "train", lambda c=cycle: _train(workspace, c))
         _step(workspace, cycle, "predict", lambda r=run: _relative(workspace, predict_step(workspace, r)))
         results = _step(workspace, cycle, "evaluate", lambda r=run, c=cycle: _evaluate(workspace, r, c))
-        records.append(_record(workspace, cycle, results))
+        records.append(cycle_record(workspace, cycle, results))
         if on_cycle:
             on_cycle(records[-1])
         reason = _stop_reason(workspace, cycle, records[-1], budget)
@@ -136,7 +137,7 @@ def _evaluate(workspace: Workspace, run: str, cycle: int) -> dict:
             out["segmentation"] = results["segmentation"]
     if workspace.config.loop.dense_recovery:
         out["recovery"] = recovery_step(workspace, run, cycle)
-    return _finite(out)
+    return finite(out)
 
 
 def _select(workspace: Workspace, cycle: int, frames: int) -> int:
@@ -152,7 +153,8 @@ def _annotate(workspace: Workspace, cycle: int) -> int:
     return sum(f not in set(answered[v].tolist()) for v, f in picks)
 
 
-def _record(workspace: Workspace, cycle: int, results: dict) -> CycleRecord:
+def cycle_record(workspace: Workspace, cycle: int, results: dict) -> CycleRecord:
+    """The table row of ``cycle`` from its evaluate step's results and the ledger's counts."""
     rows = [r for r in workspace.status() if r.cycle <= cycle]
     last = rows[-1]
     v_map = (results.get("v_map") or {}).get("0.5")
@@ -169,14 +171,6 @@ def _stop_reason(workspace: Workspace, cycle: int, record: CycleRecord, budget: 
     if loop.until_v_map > 0 and record.v_map is not None and record.v_map >= loop.until_v_map:
         return f"v-mAP@0.5 {record.v_map:.3f} reached {loop.until_v_map}"
     return None
-
-
-def _finite(x: Any) -> Any:
-    if isinstance(x, float) and x != x:
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    return x
 
 
 def format_record(r: CycleRecord, header: bool = False) -> str:

@@ -59,11 +59,16 @@ class Experiment:
         unknown = set(doc) - {"name", "settings", "grid", "workers"}
         if unknown:
             raise SparseLabelError(f"unknown keys {sorted(unknown)} (known: name, settings, grid, workers)", path)
-        grid = {k: v if isinstance(v, list) else [v] for k, v in doc["grid"].items()}
-        exp = cls(str(doc.get("name", Path(path).stem)), dict(doc.get("settings") or {}), grid, int(doc.get("workers", 1)))
-        keys = list(grid)
-        exp.runs = [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
-        for run in exp.runs:  # every combination must be a valid config before anything runs
+        return cls.create(str(doc.get("name", Path(path).stem)), dict(doc.get("settings") or {}), doc["grid"],
+                          int(doc.get("workers", 1)))
+
+    @classmethod
+    def create(cls, name: str, settings: dict[str, Any], grid: dict[str, Any], workers: int = 1) -> Experiment:
+        """Every combination of ``grid``, each checked as a valid config before anything runs."""
+        grid = {k: v if isinstance(v, list) else [v] for k, v in grid.items()}
+        exp = cls(name, settings, grid, workers)
+        exp.runs = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+        for run in exp.runs:
             load_config(None, exp.overrides(run))
         return exp
 

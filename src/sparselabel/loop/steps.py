@@ -27,6 +27,7 @@ from sparselabel.evaluation import frame_map, video_map
 from sparselabel.evaluation.detections import LinkConfig, act_detections
 from sparselabel.evaluation.masks import evaluate_sequence
 from sparselabel.faults import fault_point
+from sparselabel.jsonio import write_json
 from sparselabel.loop.workspace import POOL, TEST, Workspace
 from sparselabel.scoring.mc_dropout import VideoScores, score_video
 from sparselabel.scoring.predict import VideoPrediction, predict_video, prediction_path
@@ -116,7 +117,7 @@ def evaluate_step(workspace: Workspace, run: str | None = None, split: str = TES
         results["segmentation"] = segmentation
     report = workspace.root / "reports" / f"eval-{run}-{split}-{convention}.json"
     report.parent.mkdir(exist_ok=True)
-    report.write_text(json.dumps(_finite(results), indent=1))
+    write_json(results, report)
     results["report"] = str(report)
     return results
 
@@ -150,14 +151,6 @@ def mask_scores(workspace: Workspace, predictions: dict, videos: list[str], thre
     keys = ("J", "F")
     mean = {k: float(np.mean([s[k]["mean"] for s in per_video.values()])) for k in keys}
     return {"J&F": (mean["J"] + mean["F"]) / 2, **mean, "num_videos": len(per_video)}
-
-
-def _finite(x):
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    return x
 
 
 def format_results(results: dict) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparselabel.loop.cycle import CycleRecord, _record
+from sparselabel.loop.cycle import CycleRecord, cycle_record
 from sparselabel.loop.workspace import POOL, Workspace
 
 
@@ -25,7 +25,7 @@ def history(workspace: Workspace) -> History:
     ledger = workspace.ledger
     rows = ledger.db.execute("SELECT cycle, detail FROM cycle_steps WHERE step = 'evaluate' AND status = 'done' "
                              "ORDER BY cycle").fetchall()
-    records = [_record(workspace, cycle, json.loads(detail)) for cycle, detail in rows]
+    records = [cycle_record(workspace, cycle, json.loads(detail)) for cycle, detail in rows]
     pool = ledger.videos(POOL)
     selected: dict[str, dict[int, list[int]]] = {v: {} for v in pool}
     for cycle, _, vid, frame, _ in ledger.selections():
