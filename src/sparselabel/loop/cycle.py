@@ -128,13 +128,13 @@ def _train(workspace: Workspace, cycle: int) -> dict:
 
 
 def _evaluate(workspace: Workspace, run: str, cycle: int) -> dict:
-    out: dict[str, Any] = {}
-    if workspace.ledger.videos(TEST):
-        results = evaluate_step(workspace, run, TEST)
-        out["f_map"] = results["frame_map"]["0.5"]["mAP"]
-        out["v_map"] = {t: v["mAP"] for t, v in results["video_map"].items()}
-        if "segmentation" in results:
-            out["segmentation"] = results["segmentation"]
+    # Without a test split (a pool of test-list videos, say) the model is scored on the pool itself.
+    split = TEST if workspace.ledger.videos(TEST) else POOL
+    results = evaluate_step(workspace, run, split)
+    out: dict[str, Any] = {"split": split, "f_map": results["frame_map"]["0.5"]["mAP"],
+                           "v_map": {t: v["mAP"] for t, v in results["video_map"].items()}}
+    if "segmentation" in results:
+        out["segmentation"] = results["segmentation"]
     if workspace.config.loop.dense_recovery:
         out["recovery"] = recovery_step(workspace, run, cycle)
     return finite(out)

@@ -1,0 +1,51 @@
+"""APU against random on the ten real UCF101-24 videos of ../shared/data, I3D-capsule model.
+
+    python benchmarks/ucf24_loop.py              # GPU if there is one, else the CPU variant
+
+The pool is the ten videos (all in the official test list, so no separate test split:
+the numbers are about the pool, as a labeling-tool user sees it). Three workspaces:
+APU and random from the same 1% initial labels up to 10%, and full supervision (100% of
+frames annotated) as the reference. Per cycle it reports frame-mAP@0.5 on the pool's
+unannotated frames for the model and for linear interpolation of the sparse labels.
+
+GPU (the paper's setting): 8 x 224 x 224, batch 8, T = 10, steps of 1%.
+CPU variant (what fits a 2-core machine): 8 x 112 x 112, batch 2, 150 steps per cycle,
+T = 4, two cycles (1% -> 5.5% -> 10%).
+Needs the Kinetics-400 weights in the cache (`sparselabel weights fetch i3d-kinetics400`).
+Results: benchmarks/results/ucf24-{strategies,full}/results.md
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sparselabel.loop.experiment import Experiment, format_summary, run_experiment
+
+HERE = Path(__file__).parent
+UCF24 = HERE.parent.parent / "shared" / "data" / "ucf24"
+
+COMMON = {"dataset.kind": "ucf24", "dataset.path": str(UCF24), "dataset.pool_split": "test",
+          "dataset.test_split": "none", "model.encoder": "i3d", "labels.initial_percent": 1, "loop.budget": "10%"}
+GPU = {"model.input_size": [224, 224], "train.batch_size": 8, "train.steps": 2000, "train.lr": 0.0005,
+       "selection.passes": 10, "selection.budget": "1%", "loop.cycles": 9, "train.num_workers": 8}
+CPU = {"model.input_size": [112, 112], "train.batch_size": 2, "train.steps": 150, "train.lr": 0.0005,
+       "selection.passes": 4, "selection.budget": "4.5%", "loop.cycles": 2}
+
+
+def main() -> None:
+    if not UCF24.exists():
+        raise SystemExit(f"{UCF24} is absent: this benchmark reads the shared UCF101-24 sample")
+    settings = {**COMMON, **(GPU if torch.cuda.is_available() else CPU)}
+    experiments = [
+        Experiment.create("ucf24-strategies", settings, {"selection.strategy": ["apu", "random"], "seed": [0]}),
+        Experiment.create("ucf24-full", {**settings, "loop.cycles": 0, "loop.budget": "100%"},
+                          {"labels.initial_percent": [100], "seed": [0]}),
+    ]
+    for exp in experiments:
+        print(format_summary(run_experiment(exp, HERE / "results" / exp.name)))
+
+
+if __name__ == "__main__":
+    main()
