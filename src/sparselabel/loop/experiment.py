@@ -150,8 +150,9 @@ def format_summary(summary: dict) -> str:
     def cell(ms: list) -> str:
         return "-" if ms[0] is None else f"{100 * ms[0]:.2f} ± {100 * ms[1]:.2f}"
 
-    lines = [f"# {summary['name']}", "", "mean ± std over seeds, in %; f-mAP / v-mAP on the test split at IoU 0.5,",
-             "pool columns: f-mAP@0.5 on the pool's unannotated frames.", "",
+    lines = [f"# {summary['name']}", "", "mean ± std over seeds, in %; f-mAP / v-mAP at IoU 0.5 on the test split",
+             "(on the whole pool where a workspace has no test split); pool columns: f-mAP@0.5 on the",
+             "pool's unannotated frames.", "",
              "| group | cycle | seeds | % frames | f-mAP | v-mAP | pool: model | pool: interpolation |",
              "|---|---|---|---|---|---|---|---|"]
     for key, rows in summary["groups"].items():
