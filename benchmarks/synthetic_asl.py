@@ -4,8 +4,9 @@
 
 Table 1 (strategies): APU against random, both with the MGW loss.
 Fig. 4 (losses): MGW against mask and interp, all with APU.
+Fig. 6 (selection): global APU against local APU and whole-video selection, all with MGW.
 Both from 2% of the frames (random initial labels) to 10% in two cycles of 4%, with the
-demo's training settings. Results: benchmarks/results/synthetic-{strategies,losses}/results.md
+demo's training settings. Results: benchmarks/results/synthetic-{strategies,losses,selection}/results.md
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ SETTINGS = {**dict(s.split("=", 1) for s in DEMO_SETTINGS), "labels.initial_perc
 GRIDS = {
     "synthetic-strategies": {"selection.strategy": ["apu", "random"], "train.loss": ["mgw"], "seed": [0, 1, 2]},
     "synthetic-losses": {"selection.strategy": ["apu"], "train.loss": ["mask", "interp"], "seed": [0, 1, 2]},
+    "synthetic-selection": {"selection.strategy": ["apu-local", "video"], "train.loss": ["mgw"], "seed": [0, 1, 2]},
 }
 
 
