@@ -355,11 +355,11 @@ class Ledger:
     ) -> None:
         """Record frames chosen for annotation; a frame already annotated or selected is refused."""
         videos = self.videos()
-        annotated = self.annotated_frames()
+        annotated = {v: set(frames.tolist()) for v, frames in self.annotated_frames().items()}
         for vid, frame in picks:
             if vid not in videos or not 0 <= frame < videos[vid].num_frames:
                 raise AnnotationError(f"selection of unknown frame {vid!r}:{frame}", self.path)
-            if frame in set(annotated[vid].tolist()):
+            if frame in annotated[vid]:
                 raise AnnotationError(f"selection of already annotated frame {vid!r}:{frame}", self.path)
         scores = [None] * len(picks) if scores is None else [float(s) for s in scores]
         stamp = now()

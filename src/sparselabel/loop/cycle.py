@@ -149,8 +149,8 @@ def _annotate(workspace: Workspace, cycle: int) -> int:
     picks = [(v, f) for _, _, v, f, _ in workspace.ledger.selections(cycle)]
     if workspace.config.labels.oracle == "simulated":
         workspace.annotate(picks, cycle=cycle, source="oracle")
-    answered = workspace.ledger.annotated_frames()
-    return sum(f not in set(answered[v].tolist()) for v, f in picks)
+    answered = {v: set(frames.tolist()) for v, frames in workspace.ledger.annotated_frames().items()}
+    return sum(f not in answered[v] for v, f in picks)
 
 
 def cycle_record(workspace: Workspace, cycle: int, results: dict) -> CycleRecord:

@@ -85,11 +85,7 @@ def predict_step(workspace: Workspace, run: str | None = None, split: str = "all
 
 def write_detections(folder: Path, videos: list[str], link: LinkConfig) -> None:
     """ACT-structured detections of the stored maps: frame_dets.pkl, tube_dets.pkl, videos.json."""
-    predictions = {}
-    for vid in videos:
-        p = VideoPrediction.load(folder, vid)
-        predictions[vid] = (p.fg, p.class_scores, p.size)
-    frame_dets, tube_dets = act_detections(predictions, videos, link)
+    frame_dets, tube_dets = act_detections({v: _loaded(folder, v) for v in videos}, videos, link)
     (folder / "frame_dets.pkl").write_bytes(pickle.dumps(frame_dets))
     (folder / "tube_dets.pkl").write_bytes(pickle.dumps(tube_dets))
     (folder / "videos.json").write_text(json.dumps(videos))

@@ -91,8 +91,8 @@ class Workspace:
 
     def annotate(self, picks: list[tuple[str, int]], cycle: int, source: str = "oracle") -> int:
         """Have the simulated oracle answer the picks not yet annotated; returns frames written."""
-        done = self.ledger.annotated_frames()
-        todo = [(v, f) for v, f in picks if f not in set(done[v].tolist())]
+        done = {v: set(frames.tolist()) for v, frames in self.ledger.annotated_frames().items()}
+        todo = [(v, f) for v, f in picks if f not in done[v]]
         labels = self.config.labels
         with_masks = labels.annotation == "mask"
         clicks = labels.clicks_per_mask if with_masks else labels.clicks_per_box
