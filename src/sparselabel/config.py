@@ -66,6 +66,20 @@ class TrainConfig:
     channels_last: bool = False  # channels-last 3D memory format (faster convolutions on GPU)
     checkpoint_every: int = 50  # steps between resumable checkpoints
     device: str = "auto"  # auto | cpu | cuda
+    # Temporal consistency on unannotated frames (off at 0): neighbouring frames' foreground
+    # maps, and the maps of a clip and of its flipped copy, are pushed to agree.
+    consistency_weight: float = 0.0
+    consistency_rampup: float = 0.3  # fraction of the steps over which its weight ramps up from 0
+
+
+@dataclass
+class PretrainConfig:
+    """Temporal self-supervised pretraining of the encoder on the pool's frames, before cycle 0."""
+
+    task: str = "none"  # none | order (frame-order verification) | speed (playback-speed prediction)
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 1e-3
 
 
 @dataclass
@@ -84,6 +98,18 @@ class SelectionConfig:
     batch_size: int = 8  # windows per scoring batch (each decoded `passes` times)
     pass_chunk: int = 0  # MC passes per batched decode_head call; 0: all at once
     bf16: bool = False  # autocast the scoring passes on CUDA (U then differs slightly)
+    uncertainty: str = "mc-dropout"  # mc-dropout (Eq. 1 over T passes) | ensemble (over ensemble members)
+    videos: float = 0.5  # hybrid strategy: fraction of the pool's videos chosen before frames
+
+
+@dataclass
+class EnsembleConfig:
+    """Several models per cycle, for predictions and (selection.uncertainty=ensemble) for U."""
+
+    members: int = 1  # 1: off
+    # snapshots: the cycle's own run, saved at evenly spaced steps of its last half (no extra
+    # training); seeds: the cycle retrained with seeds seed + 1, ..., seed + members - 1.
+    kind: str = "snapshots"
 
 
 @dataclass
@@ -98,6 +124,10 @@ class LoopConfig:
     # true: start from the previous cycle's weights (cheaper; needs fewer train.steps).
     warm_start: bool = False
     dense_recovery: bool = True  # also score the model on the pool's unannotated frames
+    # A growing pool, from the config: these datasets' videos join the pool before cycle
+    # ``add_at_cycle`` is trained (as ``sparselabel add-videos`` does by hand).
+    add_videos: list[str] = field(default_factory=list)
+    add_at_cycle: int = 1
 
 
 @dataclass
@@ -107,6 +137,8 @@ class Config:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     detection: LinkConfig = field(default_factory=LinkConfig)  # maps -> boxes -> tubes
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)

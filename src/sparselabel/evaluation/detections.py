@@ -38,6 +38,8 @@ class LinkConfig:
     min_length: int = 2  # frames; shorter tubes are dropped
     smooth: int = 0  # moving-average window (frames) for boxes and scores; 0 = off
     top_k: int = 3  # classes reported per box and tube
+    temporal: str = "none"  # none | viterbi (trim tubes by a two-state HMM with a duration prior)
+    duration: float = 30.0  # viterbi: expected length of an action (and of a gap), frames
 
 
 def frame_boxes(fg: np.ndarray, size: tuple[int, int], cfg: LinkConfig | None = None) -> list[np.ndarray]:
