@@ -144,6 +144,26 @@ class Config:
     loop: LoopConfig = field(default_factory=LoopConfig)
 
 
+# Keys whose value is one of a few names: checked when the config is loaded, not when
+# the loop reaches the code that reads them (perhaps an hour of training later).
+CHOICES = {
+    "train.loss": ("mgw", "mask", "interp"),
+    "pretrain.task": ("none", "order", "speed"),
+    "ensemble.kind": ("snapshots", "seeds"),
+    "selection.uncertainty": ("mc-dropout", "ensemble"),
+    "detection.temporal": ("none", "viterbi"),
+    "detection.components": ("all", "largest"),
+}
+
+
+def check_choices(config: Config, path: str | Path | None = None) -> None:
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in allowed:
+            raise SparseLabelError(f"bad config: {key}={value!r}; choose one of {', '.join(allowed)}", path)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """The default config, updated by the YAML file at ``path`` and then by ``key=value`` overrides."""
     schema = OmegaConf.structured(Config)
@@ -157,7 +177,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         raise SparseLabelError("config file not found", path) from exc
     except OmegaConfBaseException as exc:
         raise SparseLabelError(f"bad config: {exc}".replace("\n", "; "), path) from exc
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    config: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    check_choices(config, path)
+    return config
 
 
 def save_config(config: Config, path: str | Path) -> None:
