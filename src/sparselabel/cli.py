@@ -15,7 +15,7 @@ Handler = Callable[[argparse.Namespace], int | None]
 def cmd_synth(args: argparse.Namespace) -> None:
     from sparselabel.data.synthetic import generate
 
-    out = generate(args.out, num_videos=args.videos, seed=args.seed)
+    out = generate(args.out, num_videos=args.videos, seed=args.seed, prefix=args.prefix)
     print(f"wrote synthetic dataset to {out}")
 
 
@@ -33,7 +33,16 @@ def cmd_status(args: argparse.Namespace) -> None:
     from sparselabel.loop.workspace import Workspace, format_status
 
     workspace = Workspace.open(args.workspace)
-    print(format_status(workspace.status()))
+    print(format_status(workspace.status(), workspace.ledger.sources("pending")))
+
+
+def cmd_add_videos(args: argparse.Namespace) -> None:
+    from sparselabel.loop.grow import add_videos
+    from sparselabel.loop.workspace import Workspace, format_status
+
+    workspace = Workspace.open(args.workspace)
+    print(add_videos(workspace, args.paths, kind=args.kind, split=args.split).summary())
+    print(format_status(workspace.status(), workspace.ledger.sources("pending")))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -57,6 +66,23 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"trained {result.steps} steps, last loss {result.last_loss:.4f}: {result.run_dir}")
 
 
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from sparselabel.loop.workspace import Workspace
+    from sparselabel.train.pretrain import pretrain_workspace
+
+    task = [f"pretrain.task={args.task}"] if args.task else []
+    workspace = Workspace.open(args.workspace, [*task, *args.overrides])
+    if workspace.config.pretrain.task == "none":
+        raise SparseLabelError("no pretraining task: give --task order or --task speed")
+    result = pretrain_workspace(workspace)
+    verb = "already pretrained" if result.skipped else "pretrained"
+    loss = "-" if result.loss is None else f"{result.loss:.4f}"
+    accuracy = "-" if result.accuracy is None else f"{result.accuracy:.3f}"
+    print(f"{verb} the encoder on {workspace.config.pretrain.task} for {result.steps} steps, "
+          f"last loss {loss}, accuracy {accuracy}: {result.encoder}")
+    print(f"train from it with pretrain.task={workspace.config.pretrain.task}")
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from sparselabel.loop.steps import predict_step
     from sparselabel.loop.workspace import Workspace
@@ -70,7 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         from sparselabel.loop.steps import evaluate_step, format_results
         from sparselabel.loop.workspace import Workspace
 
-        workspace = Workspace.open(args.workspace)
+        workspace = Workspace.open(args.workspace, args.overrides)
         results = evaluate_step(workspace, run=args.run, split=args.split or "test", convention=args.convention)
         print(format_results(results))
         print(f"wrote {results['report']}")
@@ -201,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="dataset folder to write")
     synth.add_argument("--videos", type=int, default=24, help="number of videos (default: %(default)s)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    synth.add_argument("--prefix", default="", help="put before every video id (e.g. b_ gives b_syn_0000), "
+                       "so datasets of other seeds can join one pool (default: none)")
 
     init = add("init", cmd_init, "Create a workspace for a dataset and make the initial random sparse labels.")
     init.add_argument("workspace", help="folder to create")
@@ -212,10 +240,26 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status, "Show annotated frames, percent of all frames and clicks per cycle.")
     status.add_argument("workspace")
 
+    grow = add("add-videos", cmd_add_videos, "Grow the pool: the videos of more datasets join it, with initial "
+               "labels as at init, and compete for the budget from then on.")
+    grow.add_argument("workspace")
+    grow.add_argument("paths", nargs="+", metavar="PATH", help="dataset folder or annotation file")
+    grow.add_argument("--kind", help="dataset format: native, ucf24, act-pkl, jhmdb, davis (default: the workspace's)")
+    grow.add_argument("--split", help="the datasets' split to add, or all (default: the workspace's "
+                      "dataset.pool_split)")
+
     train = add("train", cmd_train, "Train the detector on the workspace's current sparse labels (resumes a killed run).")
     train.add_argument("workspace")
     train.add_argument("--restart", action="store_true", help="start this cycle's run over instead of resuming")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.steps=500")
+
+    pretrain = add("pretrain", cmd_pretrain, "Self-supervised pretraining of the encoder on the pool's frames "
+                   "(frame order or playback speed; no labels); training then starts from it when "
+                   "pretrain.task is set.")
+    pretrain.add_argument("workspace")
+    pretrain.add_argument("--task", choices=["order", "speed"], help="order: frame-order verification; "
+                          "speed: playback-speed prediction (default: pretrain.task)")
+    pretrain.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. pretrain.steps=500")
 
     predict = add("predict", cmd_predict, "Run the trained detector over whole videos: foreground maps, boxes, tubes.")
     predict.add_argument("workspace")
@@ -231,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     select = add("select", cmd_select, "Choose the next cycle's frames and record them in the ledger.")
     select.add_argument("workspace")
-    select.add_argument("--strategy", help="apu, apu-local, random, equidistant, uncertainty, entropy, video "
+    select.add_argument("--strategy", help="apu, apu-local, random, equidistant, uncertainty, entropy, video, hybrid "
                         "(default: selection.strategy, apu)")
     select.add_argument("--budget", help="frames to select: 5%% of all pool frames or a count (default: selection.budget)")
     select.add_argument("--show", type=int, default=10, help="picks to print (default: %(default)s)")
@@ -242,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("workspace")
     loop.add_argument("--cycles", type=int, help="selection rounds (config loop.cycles, default 3)")
     loop.add_argument("--step", help="frames selected per cycle: 5%% of the pool or a count (selection.budget)")
-    loop.add_argument("--strategy", help="apu, apu-local, random, equidistant, uncertainty, entropy, video")
+    loop.add_argument("--strategy", help="apu, apu-local, random, equidistant, uncertainty, entropy, video, hybrid")
     loop.add_argument("--loss", choices=["mgw", "mask", "interp"], help="localisation loss weights (train.loss)")
     loop.add_argument("--until-v-map", type=float, help="stop once v-mAP@0.5 on the test split reaches this")
     loop.add_argument("--budget", help="stop once this much of the pool is annotated: 10%% or a count (loop.budget)")
@@ -280,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "Score detections: f-mAP@0.5, v-mAP@0.1/0.2/0.3/0.5/0.75 (and J&F where masks exist), "
                    "of a workspace's predictions or of ACT-style pickles.")
     evaluate.add_argument("workspace", nargs="?", help="workspace whose predictions to score")
+    evaluate.set_defaults(overrides=[])  # KEY=VALUE after WORKSPACE, e.g. detection.temporal=viterbi
     evaluate.add_argument("--run", help="with WORKSPACE: run to score (default: the latest cycle's)")
     evaluate.add_argument("--split", default=None, help="with WORKSPACE: pool or test (default: test); with --gt: split number (default: 1)")
     evaluate.add_argument("--gt", help="ACT-style ground truth *-GT.pkl (instead of a workspace)")

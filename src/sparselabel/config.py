@@ -86,7 +86,7 @@ class PretrainConfig:
 class SelectionConfig:
     """Scoring (MC-dropout, Eq. 1) and frame selection (APU, Eqs. 2-3, and the baselines)."""
 
-    strategy: str = "apu"  # apu | apu-local | random | equidistant | uncertainty | entropy | video
+    strategy: str = "apu"  # apu | apu-local | random | equidistant | uncertainty | entropy | video | hybrid
     budget: str = "5%"  # frames per cycle: a percent of all pool frames ("5%") or a count ("500")
     passes: int = 10  # T, MC-dropout passes per frame
     tau: float = 0.9  # non-activity suppression: pixels with mean fg prob < 1 - tau are not kept

@@ -61,7 +61,7 @@ def test_a_schema_1_ledger_is_migrated_in_place_and_keeps_its_rows(tmp_path):
     db.close()
 
     ledger = Ledger(path)
-    assert ledger.meta("schema_version") == ledger_module.SCHEMA_VERSION == "2"
+    assert ledger.meta("schema_version") == ledger_module.SCHEMA_VERSION == "3"
     (old,) = ledger.annotations()
     assert (old.frame, old.clicks, old.corrected, old.actors[0].box) == (3, 2, 0, (1, 2, 30, 40))
     new = FrameAnnotation("a", 5, [ActorLabel(0, 0, (1, 2, 3, 4)), ActorLabel(1, 1, (5, 5, 9, 9))], cycle=2,

@@ -48,6 +48,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -695,28 +696,36 @@ def assign_splits(labels: np.ndarray, test_fraction: float, seed: int) -> list[s
 
 
 def generate(
-    out_dir: str | Path, num_videos: int = 24, seed: int = 0, config: SynthConfig | None = None
+    out_dir: str | Path, num_videos: int = 24, seed: int = 0, config: SynthConfig | None = None,
+    prefix: str = "",
 ) -> Path:
     """Write a synthetic dataset folder in the native format (``load_dataset("native", out_dir)``).
 
     ``out_dir`` must be new, empty, or hold an earlier synthetic dataset (which
     is replaced); any other non-empty folder is refused rather than mixed into.
+    ``prefix`` goes before every video id (``b_syn_0000``): ids depend only on the
+    index, so datasets of two seeds need different prefixes to join one pool.
+    Without one the output is what it always was.
     """
     cfg = config or SynthConfig()
     if not _is_int(num_videos) or num_videos < 1:
         raise SparseLabelError(f"number of videos must be a positive integer, got {num_videos!r}")
     if not _is_int(seed) or seed < 0:
         raise SparseLabelError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", prefix):
+        raise SparseLabelError(f"video id prefix may hold only letters, digits, _ and -, got {prefix!r}")
     num_videos, seed = int(num_videos), int(seed)
     root = _prepare(Path(out_dir))
     marker = {"generator": GENERATOR, "seed": seed, "num_videos": num_videos, "config": asdict(cfg)}
+    if prefix:
+        marker["prefix"] = prefix
     (root / MARKER_FILE).write_text(json.dumps(marker, indent=1, sort_keys=True))
     labels = assign_labels(num_videos, len(cfg.classes), seed)
     splits = assign_splits(labels, cfg.test_fraction, seed)
     tubes: dict[str, list[Tube]] = {}
     # write_native walks the videos once, writing each before the next; a generator keeps one
     # video's frames in memory at a time instead of the whole dataset's.
-    videos = _video_entries(seed, labels, splits, cfg, tubes)
+    videos = _video_entries(seed, labels, splits, cfg, tubes, prefix)
     write_native(root, cfg.name, list(cfg.classes), videos, tubes, codec=cfg.codec)  # type: ignore[arg-type]
     return root
 
@@ -726,13 +735,14 @@ def _is_int(value: object) -> bool:
 
 
 def _video_entries(
-    seed: int, labels: np.ndarray, splits: list[str], cfg: SynthConfig, tubes: dict[str, list[Tube]]
+    seed: int, labels: np.ndarray, splits: list[str], cfg: SynthConfig, tubes: dict[str, list[Tube]],
+    prefix: str = "",
 ) -> Iterator[dict]:
     for index, label in enumerate(labels):
         video = render_video(seed, index, int(label), cfg)
-        tubes[video.id] = video.tubes
+        tubes[prefix + video.id] = video.tubes
         yield {
-            "id": video.id,
+            "id": prefix + video.id,
             "frames": video.frames,
             "fps": cfg.fps,
             "label": video.label,
@@ -753,8 +763,8 @@ def _prepare(root: Path) -> Path:
         for stale in [
             root / ANNOTATION_FILE,
             root / MARKER_FILE,
-            *root.glob("videos/syn_*.mp4"),
-            *root.glob("masks/syn_*.npz"),
+            *root.glob("videos/*syn_*.mp4"),  # with or without an id prefix
+            *root.glob("masks/*syn_*.npz"),
         ]:
             stale.unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)

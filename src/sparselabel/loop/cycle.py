@@ -22,6 +22,7 @@ from sparselabel.config import save_config
 from sparselabel.errors import SparseLabelError
 from sparselabel.faults import fault_point
 from sparselabel.jsonio import finite
+from sparselabel.loop.grow import ADD_STEP, grow_step, growth_due
 from sparselabel.loop.steps import (
     evaluate_step,
     predict_step,
@@ -30,10 +31,13 @@ from sparselabel.loop.steps import (
     select_step,
 )
 from sparselabel.loop.workspace import CONFIG_FILE, POOL, TEST, Workspace
+from sparselabel.scoring.ensemble import check_ensemble, train_seed_members
 from sparselabel.selection import make_strategy, parse_budget
+from sparselabel.train.pretrain import pretrain_workspace
 from sparselabel.train.trainer import FINAL, train_workspace
 
-STEPS = ("train", "predict", "evaluate", "score", "select", "annotate")
+# "pretrain" runs once, at cycle 0, and only with pretrain.task set.
+STEPS = ("pretrain", "train", "predict", "evaluate", "score", "select", "annotate")
 
 
 @dataclass
@@ -73,12 +77,16 @@ def start_loop(workspace: Workspace) -> None:
 def run_loop(workspace: Workspace, on_cycle: Callable[[CycleRecord], None] | None = None) -> LoopOutcome:
     """Run (or resume) cycles until a stop condition; see the module docstring."""
     cfg = workspace.config
-    pool_frames = sum(v.num_frames for v in workspace.ledger.videos(POOL).values())
-    budget = parse_budget(cfg.loop.budget, pool_frames)
     records: list[CycleRecord] = []
     cycle = 0
+    if cfg.pretrain.task != "none":  # before cycle 0's training, which starts from its encoder
+        _step(workspace, 0, "pretrain", lambda: _pretrain(workspace))
     while True:
         run = f"cycle-{cycle:03d}"
+        if growth_due(workspace, cycle):  # a growing pool: new videos join right before this cycle trains
+            _step(workspace, cycle, ADD_STEP, lambda c=cycle: grow_step(workspace, c))
+        pool_frames = sum(v.num_frames for v in workspace.ledger.videos(POOL).values())  # of the pool now
+        budget = parse_budget(cfg.loop.budget, pool_frames)
         _step(workspace, cycle, "train", lambda c=cycle: _train(workspace, c))
         _step(workspace, cycle, "predict", lambda r=run: _relative(workspace, predict_step(workspace, r)))
         results = _step(workspace, cycle, "evaluate", lambda r=run, c=cycle: _evaluate(workspace, r, c))
@@ -123,8 +131,16 @@ def _relative(workspace: Workspace, path) -> str:
 def _train(workspace: Workspace, cycle: int) -> dict:
     previous = workspace.root / "runs" / f"cycle-{cycle - 1:03d}" / FINAL
     init = previous if workspace.config.loop.warm_start and cycle > 0 else None
+    check_ensemble(workspace.config)  # before training, not at the score step after it
     result = train_workspace(workspace, run_name=f"cycle-{cycle:03d}", init_from=init, cycle=cycle)
+    train_seed_members(workspace, cycle)  # ensemble.kind=seeds: the other members of this cycle
     return {"steps": result.steps, "loss": result.last_loss}
+
+
+def _pretrain(workspace: Workspace) -> dict:
+    result = pretrain_workspace(workspace)
+    return {"encoder": _relative(workspace, result.encoder), "steps": result.steps,
+            "loss": result.loss, "accuracy": result.accuracy}
 
 
 def _evaluate(workspace: Workspace, run: str, cycle: int) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch.distributed as dist
 from scipy import ndimage
 from tqdm import tqdm
 
+from sparselabel.data.dataset import Video
 from sparselabel.errors import SparseLabelError
 from sparselabel.evaluation import frame_map, video_map
 from sparselabel.evaluation.detections import LinkConfig, act_detections
@@ -29,8 +31,15 @@ from sparselabel.evaluation.masks import evaluate_sequence
 from sparselabel.faults import fault_point
 from sparselabel.jsonio import write_json
 from sparselabel.loop.workspace import POOL, TEST, Workspace
+from sparselabel.scoring.ensemble import (
+    check_ensemble,
+    ensemble_predict_video,
+    ensemble_score_video,
+    load_members,
+    train_seed_members,
+)
 from sparselabel.scoring.mc_dropout import VideoScores, score_video
-from sparselabel.scoring.predict import VideoPrediction, predict_video, prediction_path
+from sparselabel.scoring.predict import VideoPrediction, prediction_path
 from sparselabel.selection import FrameScores, make_strategy, parse_budget, select
 from sparselabel.train.trainer import (
     DistEnv,
@@ -54,7 +63,11 @@ def current_run(workspace: Workspace) -> str:
 
 
 def train_step(workspace: Workspace, restart: bool = False) -> TrainResult:
-    return train_workspace(workspace, run_name=current_run(workspace), restart=restart)
+    """Train the latest annotated cycle's model (and, with ensemble.kind=seeds, its other members)."""
+    run = current_run(workspace)
+    result = train_workspace(workspace, run_name=run, restart=restart)
+    train_seed_members(workspace, latest_annotated_cycle(workspace))
+    return result
 
 
 def videos_of(workspace: Workspace, split: str) -> list[str]:
@@ -71,14 +84,14 @@ def predict_step(workspace: Workspace, run: str | None = None, split: str = "all
     run = run or current_run(workspace)
     config = workspace.config
     device = pick_device(config.train.device, dist_env())
-    model = load_trained(workspace.root / "runs" / run, config, len(workspace.ledger.classes), device)
+    models = load_members(workspace, run, device)  # the run's model, or its ensemble.members averaged
     out = workspace.root / "predictions" / run
     out.mkdir(parents=True, exist_ok=True)
     spec = clip_spec(config, augment=False)
     videos = videos_of(workspace, split)
     for vid in tqdm(videos, desc="predict", unit="video", disable=None):
         video = workspace.dataset.videos[vid]
-        predict_video(model, video, spec, device, config.train.batch_size, config.train.bf16).save(out)
+        ensemble_predict_video(models, video, spec, device, config.train.batch_size, config.train.bf16).save(out)
     write_detections(out, videos, link or config.detection)
     return out
 
@@ -170,7 +183,8 @@ def scores_dir(workspace: Workspace, run: str) -> Path:
 
 
 def score_step(workspace: Workspace, passes: int | None = None, run: str | None = None) -> Path:
-    """U, entropy and mean foreground of every frame of every pool video, by the run's model.
+    """U, entropy and mean foreground of every frame of every pool video, by the run's model
+    (MC-dropout) or by its ensemble members (selection.uncertainty=ensemble).
 
     Resumable: a video whose file exists with the same passes and tau is skipped (files
     are written then renamed, so a killed run leaves no half file). Under torchrun rank
@@ -180,32 +194,61 @@ def score_step(workspace: Workspace, passes: int | None = None, run: str | None 
     """
     run = run or current_run(workspace)
     config, cfg = workspace.config, workspace.config.selection
-    passes = passes or cfg.passes
     env = dist_env()
     device = pick_device(config.train.device, env)
-    model = load_trained(workspace.root / "runs" / run, config, len(workspace.ledger.classes), device)
+    score, passes = _video_scorer(workspace, run, device, passes or cfg.passes)
     out = scores_dir(workspace, run)
     out.mkdir(parents=True, exist_ok=True)
-    spec = clip_spec(config, augment=False)
     mine = videos_of(workspace, POOL)[env.rank :: env.world]
-    todo = [v for v in mine if not _already_scored(out, v, passes, cfg.tau)]
+    needs_features = "features" in make_strategy(cfg.strategy).needs
+    todo = [v for v in mine if not _already_scored(out, v, passes, cfg.tau, needs_features, cfg.uncertainty)]
     for vid in tqdm(todo, desc="score", unit="video", disable=None if env.is_main else True):
         video = workspace.dataset.videos[vid]
-        score_video(model, video, spec, device, passes=passes, tau=cfg.tau, batch_size=cfg.batch_size,
-                    seed=config.seed, pass_chunk=cfg.pass_chunk or None, bf16=cfg.bf16).save(out)
+        score(video).save(out)
         fault_point("score:video-saved")
     _barrier(env)
     return out
 
 
-def _already_scored(folder: Path, video_id: str, passes: int, tau: float) -> bool:
+def _video_scorer(workspace: Workspace, run: str, device, passes: int) -> tuple[Callable[[Video], VideoScores], int]:
+    """Scores of one video by ``selection.uncertainty``, and the ``passes`` its files record.
+
+    mc-dropout: T dropout passes of the run's model; ensemble: one deterministic pass of
+    each of the run's ensemble members, and passes = their number (see scoring.ensemble).
+    """
+    config, cfg = workspace.config, workspace.config.selection
+    spec = clip_spec(config, augment=False)
+    if cfg.uncertainty == "ensemble":
+        check_ensemble(config)
+        models = load_members(workspace, run, device)
+
+        def by_members(video: Video) -> VideoScores:
+            return ensemble_score_video(models, video, spec, device, tau=cfg.tau, batch_size=cfg.batch_size,
+                                        bf16=cfg.bf16)
+
+        return by_members, len(models)
+    model = load_trained(workspace.root / "runs" / run, config, len(workspace.ledger.classes), device)
+
+    def by_dropout(video: Video) -> VideoScores:
+        return score_video(model, video, spec, device, passes=passes, tau=cfg.tau, batch_size=cfg.batch_size,
+                           seed=config.seed, pass_chunk=cfg.pass_chunk or None, bf16=cfg.bf16)
+
+    return by_dropout, passes
+
+
+def _already_scored(folder: Path, video_id: str, passes: int, tau: float, features: bool = False,
+                    method: str = "mc-dropout") -> bool:
+    """A usable score file exists. ``features``: the strategy needs per-video features, so a
+    file from before they were stored is redone; otherwise such a file is still good.
+    ``method``: MC-dropout and ensemble files are never taken for one another."""
     if not prediction_path(folder, video_id).exists():
         return False
     try:
         done = VideoScores.load(folder, video_id)
     except (OSError, ValueError, KeyError):
         return False
-    return done.passes == passes and done.tau == tau
+    return (done.passes == passes and done.tau == tau and (done.features is not None or not features)
+            and done.method == method)
 
 
 def _barrier(env: DistEnv) -> None:
@@ -227,10 +270,14 @@ def load_scores(workspace: Workspace, run: str | None = None) -> FrameScores:
         if len(s.uncertainty) != pool[vid].num_frames:
             raise SparseLabelError(f"scores of {vid!r} have {len(s.uncertainty)} frames, "
                                    f"the video has {pool[vid].num_frames}", folder)
+    # Per-video features only when every file has them (older files have none).
+    features = {v: s.features for v, s in loaded.items()}
+    features = None if any(f is None for f in features.values()) else features
     return FrameScores({v: pool[v].num_frames for v in pool},
                        uncertainty={v: s.uncertainty for v, s in loaded.items()},
                        entropy={v: s.entropy for v, s in loaded.items()},
-                       mean_fg={v: s.mean_fg for v, s in loaded.items()})
+                       mean_fg={v: s.mean_fg for v, s in loaded.items()},
+                       features=features)
 
 
 @dataclass
@@ -262,7 +309,7 @@ def select_step(workspace: Workspace, strategy: str | None = None, budget: str |
     ledger = workspace.ledger
     name = strategy or cfg.strategy
     try:
-        query = make_strategy(name, lam=cfg.lam, sigma=cfg.sigma, window=cfg.entropy_window)
+        query = make_strategy(name, lam=cfg.lam, sigma=cfg.sigma, window=cfg.entropy_window, videos=cfg.videos)
     except ValueError as exc:
         raise SparseLabelError(str(exc)) from None
     latest = latest_annotated_cycle(workspace)
@@ -284,7 +331,10 @@ def select_step(workspace: Workspace, strategy: str | None = None, budget: str |
             taken[vid].add(frame)
     scores = load_scores(workspace, f"cycle-{latest:03d}") if query.needs else FrameScores(num_frames)
     rng = np.random.default_rng([workspace.config.seed, cycle])
-    chosen = select(query, scores, taken, frames, seed=rng)
+    try:
+        chosen = select(query, scores, taken, frames, seed=rng)
+    except ValueError as exc:  # e.g. scores without the features a strategy needs
+        raise SparseLabelError(str(exc), scores_dir(workspace, f"cycle-{latest:03d}")) from None
     ledger.record_selection(cycle, name, chosen.picks, chosen.scores)
     values = chosen.scores if chosen.scores is not None else [None] * len(chosen.picks)
     return SelectResult(cycle, name, chosen.picks, list(values), resumed=False)

@@ -5,21 +5,26 @@
 
 Creation is resumable: the initial random labels are recorded as cycle 0's
 ``init`` step, and a workspace whose creation was killed finishes it on open.
+
+The pool can grow later (``loop.grow``): the ledger lists the further datasets
+whose videos joined, and ``Workspace.dataset`` is the union, on every open.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from sparselabel.config import Config, load_config, save_config
+from sparselabel.config import Config, LabelsConfig, load_config, save_config
 from sparselabel.data.dataset import Dataset, load_dataset
+from sparselabel.data.merge import merge, select_videos
 from sparselabel.errors import SparseLabelError
-from sparselabel.labels.ledger import CycleStatus, Ledger
+from sparselabel.labels.ledger import ADDED, CycleStatus, Ledger, Source
 from sparselabel.loop.oracle import reveal
 
 CONFIG_FILE = "config.yaml"
@@ -33,14 +38,27 @@ class Workspace:
     root: Path
     config: Config
     ledger: Ledger
-    _dataset: Dataset | None = field(default=None, repr=False)
+    _dataset: Dataset | None = field(default=None, repr=False)  # the dataset it was created from
+    _merged: tuple[tuple[int, ...], Dataset] | None = field(default=None, repr=False)
 
     @property
     def dataset(self) -> Dataset:
+        """The created-from dataset plus the videos of every source that joined the pool since.
+
+        Checked against the ledger on each access (one small query), so a loop that
+        adds videos between cycles, or another process's ``add-videos``, is seen at once.
+        """
         if self._dataset is None:
             d = self.config.dataset
             self._dataset = load_dataset(d.kind, d.path, **d.options)
-        return self._dataset
+        added = self.ledger.sources(ADDED)
+        if not added:
+            return self._dataset
+        key = tuple(s.id for s in added)
+        if self._merged is None or self._merged[0] != key:
+            classes = self.ledger.classes
+            self._merged = key, merge(self._dataset, [load_source(s, classes) for s in added])
+        return self._merged[1]
 
     @classmethod
     def create(cls, root: str | Path, config: Config, verify_videos: bool = True) -> Workspace:
@@ -94,10 +112,9 @@ class Workspace:
         done = {v: set(frames.tolist()) for v, frames in self.ledger.annotated_frames().items()}
         todo = [(v, f) for v, f in picks if f not in done[v]]
         labels = self.config.labels
-        with_masks = labels.annotation == "mask"
-        clicks = labels.clicks_per_mask if with_masks else labels.clicks_per_box
-        answers = reveal(self.dataset, todo, with_masks=with_masks)
-        return self.ledger.record_annotations(answers, source=source, cycle=cycle, clicks_per_actor=clicks)
+        answers = reveal(self.dataset, todo, with_masks=labels.annotation == "mask")
+        return self.ledger.record_annotations(answers, source=source, cycle=cycle,
+                                              clicks_per_actor=oracle_clicks(labels))
 
     def status(self) -> list[CycleStatus]:
         return self.ledger.status(POOL)
@@ -110,6 +127,16 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def oracle_clicks(labels: LabelsConfig) -> int:
+    """What one actor of an answered frame costs: a box, or a mask with ``labels.annotation=mask``."""
+    return labels.clicks_per_mask if labels.annotation == "mask" else labels.clicks_per_box
+
+
+def load_source(source: Source, classes: list[str]) -> Dataset:
+    """The videos a recorded source put into the pool, labelled with the workspace's ``classes``."""
+    return select_videos(load_dataset(source.kind, source.path, **source.options), list(source.video_ids), classes)
 
 
 def initial_picks(videos: dict, config: Config) -> list[tuple[str, int]]:
@@ -134,10 +161,15 @@ def check_decodable(dataset: Dataset, video_ids: list[str]) -> None:
         read_video(video.path, expected_frames=video.num_frames)
 
 
-def format_status(rows: list[CycleStatus]) -> str:
-    lines = [f"{'cycle':>5} {'selected':>8} {'new frames':>10} {'frames':>7} {'% frames':>8} {'new clicks':>10} {'clicks':>7}"]
+def format_status(rows: list[CycleStatus], pending: Sequence[Source] = ()) -> str:
+    """The status table; '% frames' is of the pool of that cycle ('videos', 'pool frames')."""
+    lines = [f"{'cycle':>5} {'selected':>8} {'new frames':>10} {'frames':>7} {'% frames':>8} {'new clicks':>10} "
+             f"{'clicks':>7} {'videos':>6} {'pool frames':>11}"]
     lines += [
-        f"{r.cycle:>5} {r.selected:>8} {r.new_frames:>10} {r.frames:>7} {r.percent:>8.2f} {r.new_clicks:>10} {r.clicks:>7}"
+        f"{r.cycle:>5} {r.selected:>8} {r.new_frames:>10} {r.frames:>7} {r.percent:>8.2f} {r.new_clicks:>10} "
+        f"{r.clicks:>7} {r.pool_videos:>6} {r.pool_frames:>11}"
         for r in rows
     ]
+    lines += [f"pending: {len(s.video_ids)} videos of {s.path} join the pool when the loop starts cycle {s.cycle}"
+              for s in pending]
     return "\n".join(lines)

@@ -19,6 +19,11 @@ copies (``pass_chunk`` passes per call, falling back to smaller chunks when
 CUDA runs out of memory). Given the same dropout masks this equals T full
 forward passes (tests/scoring). The RNG is forked and seeded per video, so a
 video's scores do not depend on which process or in which order it is scored.
+
+Per video we also keep one feature vector for the hybrid (video + frame) strategy:
+the encoder's final (deepest) feature map of the deterministic ``encode``, averaged
+over space and time per window, then over the video's windows. It comes from the
+one ``encode`` per window that the fast path runs anyway, so it costs no extra pass.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,12 +43,19 @@ from sparselabel.data.dataset import Video
 from sparselabel.scoring.predict import prediction_path, window_batches
 from sparselabel.train.clips import ClipSpec
 
+if TYPE_CHECKING:
+    from sparselabel.models.detector import EncodedClip
+
 STAT_NAMES = ("uncertainty", "entropy", "mean_fg")
 
 
 @dataclass
 class VideoScores:
-    """Per-frame scores of one video (float64 arrays of length num_frames)."""
+    """Per-frame scores of one video (float64 arrays of length num_frames).
+
+    ``features`` is the per-video feature vector (float32, 1-D; see the module doc), or
+    None for files written before features were stored, which still load.
+    """
 
     video_id: str
     uncertainty: np.ndarray
@@ -50,22 +63,30 @@ class VideoScores:
     mean_fg: np.ndarray
     passes: int
     tau: float
+    features: np.ndarray | None = None
+    # What U came from: "mc-dropout" (passes = T) or "ensemble" (passes = members; see
+    # scoring.ensemble). Stored, so files of one never pass for files of the other.
+    method: str = "mc-dropout"
 
     def save(self, folder: Path) -> Path:
         """Write-then-rename, so an interrupted run never leaves a half file that looks done."""
         path = prediction_path(folder, self.video_id)
         tmp = path.with_name(path.name + ".tmp")
+        extra = {} if self.features is None else {"features": np.asarray(self.features, dtype=np.float32)}
         with tmp.open("wb") as handle:
             np.savez(handle, uncertainty=self.uncertainty, entropy=self.entropy, mean_fg=self.mean_fg,
-                     passes=np.int64(self.passes), tau=np.float64(self.tau))
+                     passes=np.int64(self.passes), tau=np.float64(self.tau), method=np.str_(self.method),
+                     **extra)
         os.replace(tmp, path)
         return path
 
     @classmethod
     def load(cls, folder: Path, video_id: str) -> VideoScores:
         with np.load(prediction_path(folder, video_id), allow_pickle=False) as npz:
+            features = npz["features"] if "features" in npz.files else None  # older files: none
+            method = str(npz["method"]) if "method" in npz.files else "mc-dropout"  # older files: MC
             return cls(video_id, npz["uncertainty"], npz["entropy"], npz["mean_fg"],
-                       int(npz["passes"]), float(npz["tau"]))
+                       int(npz["passes"]), float(npz["tau"]), features, method)
 
 
 def frame_stats(logits: Tensor, tau: float = 0.9) -> tuple[Tensor, Tensor, Tensor]:
@@ -93,7 +114,8 @@ def per_video_seed(seed: int, video_id: str) -> int:
 def score_video(model: torch.nn.Module, video: Video, spec: ClipSpec, device: torch.device,
                 passes: int = 10, tau: float = 0.9, batch_size: int = 8, seed: int = 0,
                 pass_chunk: int | None = None, bf16: bool = False) -> VideoScores:
-    """U, entropy and mean foreground of every frame of ``video`` (deterministic given ``seed``).
+    """U, entropy and mean foreground of every frame of ``video`` (deterministic given ``seed``),
+    and the video's feature vector (see the module doc).
 
     ``pass_chunk`` passes share one batched ``decode_head`` call (None: all ``passes``;
     1: a plain loop of T calls). The model is left in eval mode.
@@ -101,6 +123,7 @@ def score_video(model: torch.nn.Module, video: Video, spec: ClipSpec, device: to
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
     stats = np.zeros((3, video.num_frames), dtype=np.float64)
+    pooled: list[Tensor] = []
     devices = [device] if device.type == "cuda" else []
     model.mc_dropout(True)
     try:
@@ -108,21 +131,37 @@ def score_video(model: torch.nn.Module, video: Video, spec: ClipSpec, device: to
             torch.manual_seed(per_video_seed(seed, video.id))
             for clips, windows in window_batches(video, spec, batch_size):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
-                    logits = mc_logits(model, clips.to(device), passes, pass_chunk)
+                    encoded = model.encode(clips.to(device))
+                    logits = mc_decode(model, encoded, passes, pass_chunk)
+                pooled.append(pooled_features(encoded))
                 _scatter(stats, frame_stats(logits.flatten(1, 2), tau), windows, spec.length)
     finally:
         model.eval()
-    return VideoScores(video.id, *stats, passes=passes, tau=tau)
+    features = torch.cat(pooled).mean(0).cpu().numpy().astype(np.float32)
+    return VideoScores(video.id, *stats, passes=passes, tau=tau, features=features)
+
+
+def pooled_features(encoded: EncodedClip) -> Tensor:
+    """(B, C) per window: the deepest encoder map averaged over time, height and width.
+
+    The deep map is the encoder's final output (I3D Mixed_4f, Small3D stage3): the most
+    semantic of the three, and the one both dropouts come after, so it is deterministic.
+    """
+    return encoded.deep.float().mean(dim=(2, 3, 4))
 
 
 def mc_logits(model: torch.nn.Module, clips: Tensor, passes: int, pass_chunk: int | None = None) -> Tensor:
-    """Foreground logits (T, B, L, h, w) of T dropout passes: encode once, decode T times.
+    """Foreground logits (T, B, L, h, w) of T dropout passes: encode once, decode T times."""
+    return mc_decode(model, model.encode(clips), passes, pass_chunk)
+
+
+def mc_decode(model: torch.nn.Module, features: EncodedClip, passes: int, pass_chunk: int | None = None) -> Tensor:
+    """Foreground logits (T, B, L, h, w) of T ``decode_head`` passes over encoded clips.
 
     Passes are decoded ``pass_chunk`` at a time as repeated copies of the features; on a
     CUDA out-of-memory error the chunk is halved and redone (with fresh masks: a run that
     hit the fallback is not bit-identical to one that did not).
     """
-    features = model.encode(clips)
     chunk = passes if not pass_chunk else min(pass_chunk, passes)
     outputs: list[Tensor] = []
     while len(outputs) < passes:

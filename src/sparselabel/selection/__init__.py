@@ -1,4 +1,4 @@
-"""Choosing which frames to annotate next: APU and the paper's baselines (pure numpy).
+"""Choosing which frames to annotate next: APU, the paper's baselines and hybrid (numpy).
 
     from sparselabel.selection import apu_select, select, STRATEGIES
     picks = apu_select(uncertainty, annotated, budget, lam=0.5, sigma=1.3, local=False)

@@ -53,13 +53,27 @@ def apu_select(uncertainty: Mapping[str, np.ndarray], annotated: Mapping[str, It
 
 
 def apu_scored(uncertainty: Mapping[str, np.ndarray], annotated: Mapping[str, Iterable[int]], budget: int,
-               lam: float = 0.5, sigma: float = 1.3, local: bool = False) -> tuple[list[Pick], list[float]]:
-    """As ``apu_select``, with each pick's APU score at the time it was picked."""
+               lam: float = 0.5, sigma: float = 1.3, local: bool = False,
+               only: Iterable[str] | None = None) -> tuple[list[Pick], list[float]]:
+    """As ``apu_select``, with each pick's APU score at the time it was picked.
+
+    ``only`` (global selection only) restricts the picks to those videos while U' is
+    still normalised over the whole pool, so the scores stay on plain APU's scale and
+    the balance of U' against D does not depend on which videos were allowed.
+    """
     _check_params(budget, lam, sigma)
     pool = _Pool(uncertainty, annotated, lam, sigma)
     if local:
+        if only is not None:
+            raise ValueError("local APU cannot be restricted to some videos")
         return pool.local(budget)
-    return pool.greedy(range(len(pool.videos)), budget)
+    if only is None:
+        return pool.greedy(range(len(pool.videos)), budget)
+    index = {video.id: k for k, video in enumerate(pool.videos)}
+    unknown = sorted(set(only) - set(index))
+    if unknown:
+        raise ValueError(f"video {unknown[0]!r} is not in the pool")
+    return pool.greedy(sorted(index[v] for v in set(only)), budget)
 
 
 def proximity_table(max_distance: int, sigma: float) -> np.ndarray:

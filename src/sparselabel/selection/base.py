@@ -26,28 +26,46 @@ SCORE_NAMES = ("uncertainty", "entropy", "mean_fg")
 
 @dataclass
 class FrameScores:
-    """The pool: frames per video, and per-frame score arrays where scoring has run."""
+    """The pool: frames per video, and per-frame score arrays where scoring has run.
+
+    ``features`` holds one vector per video (all of one length), for strategies that
+    choose among videos by content (hybrid); score files older than it have none.
+    """
 
     num_frames: dict[str, int]
     uncertainty: dict[str, np.ndarray] | None = None  # Eq. 1 U (raw, not normalised)
     entropy: dict[str, np.ndarray] | None = None  # mean binary entropy of the mean prediction
     mean_fg: dict[str, np.ndarray] | None = None  # mean foreground probability
+    features: dict[str, np.ndarray] | None = None  # per video: pooled encoder features (1-D)
 
     def __post_init__(self) -> None:
         for name in SCORE_NAMES:
             arrays = getattr(self, name)
             if arrays is None:
                 continue
-            if set(arrays) != set(self.num_frames):
-                missing = sorted(set(self.num_frames) ^ set(arrays))
-                raise ValueError(f"{name} scores and the pool differ in videos (e.g. {missing[0]!r})")
+            self._check_videos(name, arrays)
             for vid, values in arrays.items():
                 if np.shape(values) != (self.num_frames[vid],):
                     raise ValueError(f"{name} of {vid!r} has shape {np.shape(values)}, "
                                      f"video has {self.num_frames[vid]} frames")
+        if self.features is not None:
+            self._check_videos("features", self.features)
+            shapes = {np.shape(f) for f in self.features.values()}
+            if len(shapes) > 1 or any(len(s) != 1 for s in shapes):
+                raise ValueError(f"features must be 1-D vectors of one length, got shapes {sorted(shapes)}")
+
+    def _check_videos(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+        if set(arrays) != set(self.num_frames):
+            missing = sorted(set(self.num_frames) ^ set(arrays))
+            raise ValueError(f"{name} scores and the pool differ in videos (e.g. {missing[0]!r})")
 
     def require(self, name: str) -> dict[str, np.ndarray]:
+        """The named arrays as float64, or an error that says how to get them."""
         arrays = getattr(self, name)
+        if arrays is None and name == "features":
+            raise ValueError("this strategy needs per-video features, which these scores lack (written "
+                             "before features were stored, or by a scorer that stores none); "
+                             "delete the cycle's scores folder and run `sparselabel score` again")
         if arrays is None:
             raise ValueError(f"this strategy needs per-frame {name} scores; run `sparselabel score` first")
         return {v: np.asarray(a, dtype=np.float64) for v, a in arrays.items()}

@@ -9,6 +9,8 @@
     video         videos ranked by mean U over their unannotated frames, annotated whole
     apu           APU, global greedy selection (``apu.apu_select``)
     apu-local     APU, each video its equal share
+    hybrid        videos first (k-means on per-video features for diversity, the most
+                  uncertain of each cluster), then APU inside them (``hybrid.Hybrid``)
 
 Ties are always broken by (video id, frame) ascending, so every strategy is a pure
 function of its inputs and the rng.
@@ -31,6 +33,7 @@ from sparselabel.selection.base import (
     free_frames,
     ranked,
 )
+from sparselabel.selection.hybrid import Hybrid
 
 Annotated = Mapping[str, Iterable[int]]
 
@@ -223,12 +226,12 @@ class ApuLocal(Apu):
 
 
 STRATEGIES: dict[str, type[QueryStrategy]] = {
-    cls.name: cls for cls in (Random, Equidistant, Uncertainty, Entropy, VideoLevel, Apu, ApuLocal)
+    cls.name: cls for cls in (Random, Equidistant, Uncertainty, Entropy, VideoLevel, Apu, ApuLocal, Hybrid)
 }
 
 
 def make_strategy(name: str, **options: object) -> QueryStrategy:
-    """The named strategy with the options it takes (lam, sigma, window, ...; others ignored)."""
+    """The named strategy with the options it takes (lam, sigma, window, videos, ...; others ignored)."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     return STRATEGIES[name].from_options(**options)

@@ -100,7 +100,9 @@ class SparseClipDataset(torch.utils.data.Dataset):
     """Clips sampled around annotated frames, with targets and weights, augmented alike.
 
     Item ``i`` is a clip of pool video ``i % n_videos``; its start is drawn among
-    the windows that contain at least one annotated frame.
+    the windows that contain at least one annotated frame. An item holds ``clip``
+    (3, T, H, W), ``target`` (T, H, W), ``weight`` (T,), ``annotated`` (T,) bool (the
+    frame has an answer) and ``label`` (the video's class).
     """
 
     def __init__(
@@ -129,14 +131,15 @@ class SparseClipDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, epoch, index])
         lab = self.labels[index % len(self.labels)]
         frames_idx = clip_frames(self._start(lab, rng), self.spec, lab.video.num_frames)
-        frames = lab.video.frames(frames_idx, cache=self.cache)
-        clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+        clip = clip_tensor(lab.video.frames(frames_idx, cache=self.cache))
         target = torch.from_numpy(lab.targets[frames_idx])
-        crop, flip = self._augmentation(rng, lab.video)
+        crop, flip = random_crop_flip(rng, self.spec, lab.video, self.augment)
         return {
             "clip": resize_clip(clip, crop, flip, self.spec.size),
             "target": resize_target(target, crop, flip, self.spec.size),
             "weight": torch.from_numpy(lab.weights[frames_idx]).float(),
+            # Frames with an answer; the consistency loss works on the others only.
+            "annotated": torch.from_numpy(np.isin(frames_idx, lab.annotated)),
             "label": torch.tensor(lab.video.label, dtype=torch.long),
         }
 
@@ -153,14 +156,26 @@ class SparseClipDataset(torch.utils.data.Dataset):
             inside = np.array([max(0, min(anchor, lab.video.num_frames - self.spec.span))])
         return int(rng.choice(inside))
 
-    def _augmentation(self, rng: np.random.Generator, video: Video) -> tuple[tuple[int, int, int, int], bool]:
-        if not self.augment:
-            return (0, 0, video.height, video.width), False
-        scale = rng.uniform(self.spec.min_crop, 1.0, size=2)
-        h, w = max(1, int(video.height * scale[0])), max(1, int(video.width * scale[1]))
-        top = int(rng.integers(0, video.height - h + 1))
-        left = int(rng.integers(0, video.width - w + 1))
-        return (top, left, h, w), bool(self.spec.flip and rng.random() < 0.5)
+
+def clip_tensor(frames: np.ndarray) -> torch.Tensor:
+    """Decoded uint8 frames (T, H, W, 3) as the model's (3, T, H, W) float input in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+def random_crop_flip(
+    rng: np.random.Generator, spec: ClipSpec, video: Video, augment: bool = True
+) -> tuple[tuple[int, int, int, int], bool]:
+    """A random crop (top, left, h, w) keeping >= ``spec.min_crop`` of each side, and a flip.
+
+    Without ``augment`` the whole frame, unflipped, and no draw from ``rng``.
+    """
+    if not augment:
+        return (0, 0, video.height, video.width), False
+    scale = rng.uniform(spec.min_crop, 1.0, size=2)
+    h, w = max(1, int(video.height * scale[0])), max(1, int(video.width * scale[1]))
+    top = int(rng.integers(0, video.height - h + 1))
+    left = int(rng.integers(0, video.width - w + 1))
+    return (top, left, h, w), bool(spec.flip and rng.random() < 0.5)
 
 
 def resize_clip(clip: torch.Tensor, crop: tuple[int, int, int, int], flip: bool, size: tuple[int, int]) -> torch.Tensor:

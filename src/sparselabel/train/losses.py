@@ -11,6 +11,10 @@ Localisation: binary cross-entropy of the per-frame foreground logits against th
 (``mgw``, ``mask`` or ``interp``; DESIGN section 3) and normalised by the sum of the
 weights. The three sparse-label losses of the paper's ablation differ only in those
 weights.
+
+Consistency (optional, ``train.consistency_weight``): on the frames nobody annotated,
+neighbouring frames' foreground probabilities, and those of a clip and of its flipped
+copy, are pushed to agree (``consistency_loss``).
 """
 
 from __future__ import annotations
@@ -108,3 +112,60 @@ def detector_loss(
         raise ValueError(f"unknown classification loss {classification!r}; choose {CLASSIFICATION_LOSSES}")
     loc = localization_loss(output.fg_logits, targets, frame_weights, weight_total)
     return cls + localization_weight * loc, {"classification": cls, "localization": loc}
+
+
+def consistency_loss(
+    fg_logits: Tensor, annotated: Tensor, flipped_fg_logits: Tensor | None = None
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Temporal consistency of the foreground on frames nobody annotated: an average, not a sum.
+
+    ``fg_logits`` (B, T, H, W) are the model's logits for a batch of clips, ``annotated``
+    (B, T) is True where a frame has a ground-truth answer, and ``flipped_fg_logits`` (same
+    shape, optional) are the logits of the horizontally flipped clips, already flipped back.
+    With p = sigmoid(logits), the loss is the sum of two averages:
+
+    * temporal: mean over neighbouring pairs (t, t + 1) with at least one unannotated
+      frame of mean_pixels (p_t+1 - p_t)^2. In a pair with one annotated frame, that
+      frame's p is detached: the ground truth anchors it, so the neighbour is pulled
+      towards it, never it towards the neighbour.
+    * flip: mean over unannotated frames of mean_pixels (p - p_flipped)^2, with
+      ``flipped_fg_logits`` detached here: a stop-gradient target, as in Pi-model /
+      mean-teacher consistency. The flipped pass then needs no graph (run it under
+      ``no_grad``: one backward pass, no extra activation memory), and the prediction is
+      pulled towards the augmented view's, not both towards a compromise.
+
+    Each term averages over pixels and over the eligible frames (or pairs) of the batch,
+    so each stays in [0, 1] whatever the clip size, batch size or share of annotated
+    frames: its size relative to the sparse ground-truth loss is set by the weight alone.
+    With no eligible frame a term is 0, still attached to the graph. Returns
+    ``(temporal + flip, {"temporal": ..., "flip": ...})``.
+    """
+    if annotated.shape != fg_logits.shape[:2]:
+        raise ValueError(f"annotated {tuple(annotated.shape)} does not match (B, T) = {tuple(fg_logits.shape[:2])}")
+    prob = torch.sigmoid(fg_logits.float())
+    known = annotated.bool()
+    anchored = torch.where(known[..., None, None], prob.detach(), prob)
+    pair_diff = (anchored[:, 1:] - anchored[:, :-1]).square().mean(dim=(2, 3))  # (B, T - 1)
+    parts = {"temporal": _masked_mean(pair_diff, ~(known[:, 1:] & known[:, :-1]))}
+    total = parts["temporal"]
+    if flipped_fg_logits is not None:
+        if flipped_fg_logits.shape != fg_logits.shape:
+            raise ValueError(f"flipped logits {tuple(flipped_fg_logits.shape)} and logits "
+                             f"{tuple(fg_logits.shape)} differ")
+        flip_diff = (prob - torch.sigmoid(flipped_fg_logits.detach().float())).square().mean(dim=(2, 3))  # (B, T)
+        parts["flip"] = _masked_mean(flip_diff, ~known)
+        total = total + parts["flip"]
+    return total, parts
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` where ``mask``; an exact 0 with a zero gradient when nothing is in it."""
+    weights = mask.to(values.dtype)
+    # No branch on the count: no host sync on the GPU, and the value stays in the graph.
+    return (values * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def ramp(step: int, steps: int, rampup: float) -> float:
+    """Linear from 0 at step 0 to 1 after ``rampup`` x ``steps`` steps, then 1 (1 at once if rampup <= 0)."""
+    length = rampup * steps
+    return 1.0 if length <= 0 else min(1.0, step / length)

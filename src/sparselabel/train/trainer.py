@@ -32,7 +32,7 @@ from sparselabel.errors import SparseLabelError
 from sparselabel.faults import fault_point
 from sparselabel.models import build_detector
 from sparselabel.train.clips import ClipSpec, SparseClipDataset, VideoLabels, video_labels
-from sparselabel.train.losses import detector_loss
+from sparselabel.train.losses import consistency_loss, detector_loss, ramp
 
 CHECKPOINT, FINAL, METRICS = "checkpoint.pt", "model.pt", "metrics.jsonl"
 
@@ -139,11 +139,17 @@ def train_workspace(workspace, config: Config | None = None, run_name: str | Non
     videos = {vid: workspace.dataset.videos[vid] for vid in pool}
     labels = training_labels(videos, answers, config.train.loss, config.train.sigma)
     run_dir = workspace.root / "runs" / (run_name or f"cycle-{cycle:03d}")
-    return train(labels, len(workspace.ledger.classes), config, run_dir, restart=restart, init_from=init_from)
+    encoder = None
+    if init_from is None and config.pretrain.task != "none":  # init_from holds an encoder already
+        from sparselabel.train.pretrain import pretrained_encoder  # pretrain imports this module
+
+        encoder = pretrained_encoder(workspace.root, config)
+    return train(labels, len(workspace.ledger.classes), config, run_dir, restart=restart, init_from=init_from,
+                 init_encoder=encoder)
 
 
 def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: Path,
-          restart: bool = False, init_from: Path | None = None) -> TrainResult:
+          restart: bool = False, init_from: Path | None = None, init_encoder: Path | None = None) -> TrainResult:
     """The training loop; see the module docstring for what makes it resumable."""
     cfg, env = config.train, dist_env()
     device = pick_device(cfg.device, env)
@@ -151,6 +157,8 @@ def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: 
     torch.manual_seed(step_seed(config.seed, 0, 0, 1))  # identical initial weights on every rank
     model = build_detector(config.model.encoder, num_classes=num_classes, pretrained=config.model.pretrained,
                            dropout=config.model.dropout).to(device)
+    if init_encoder is not None and init_from is None:  # init_from's weights include the encoder
+        model.encoder.load_state_dict(torch.load(init_encoder, map_location=device, weights_only=True))
     if init_from is not None:
         model.load_state_dict(torch.load(init_from, map_location=device, weights_only=True))
     if cfg.channels_last:
@@ -195,6 +203,8 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
             total, parts = detector_loss(output, batch["label"], batch["target"], batch["weight"],
                                          localization_weight=cfg.localization_weight,
                                          weight_total=global_weight_total(batch["weight"], env))
+            if cfg.consistency_weight > 0:  # off: no extra pass, the same computation as without it
+                total, parts = add_consistency(model, output, batch, cfg, step, total, parts, use_bf16)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -207,6 +217,7 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
                 log.write(json.dumps(record) + "\n")
                 bar.set_postfix(loss=f"{loss_value:.4f}", clips_s=f"{record['clips_per_s']:.1f}")
                 bar.update()
+            save_snapshot_if_due(run_dir, model, config, step + 1, env)  # before the step's checkpoint
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 if env.is_main:
                     log.flush()
@@ -216,6 +227,24 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
                     dist.barrier()
     bar.close()
     return loss_value
+
+
+def add_consistency(model, output, batch: dict, cfg: TrainConfig, step: int, total: torch.Tensor,
+                    parts: dict, use_bf16: bool) -> tuple[torch.Tensor, dict]:
+    """``total`` + w x ramp(step) x the consistency loss on the batch's unannotated frames.
+
+    The flipped clip goes through the unwrapped model under ``no_grad`` (its output is a
+    stop-gradient target; see ``consistency_loss``), in training mode, so its dropout
+    masks differ too (Pi-model noise), drawn from the step's seeded stream: resuming
+    stays exact. Its fg maps are flipped back to line up with the clip's.
+    """
+    clip = batch["clip"]
+    with torch.no_grad(), torch.autocast(clip.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        flipped = model(clip.flip(-1), labels=batch["label"]).fg_logits.flip(-1)
+    cons, cons_parts = consistency_loss(output.fg_logits, batch["annotated"], flipped)
+    weight = cfg.consistency_weight * ramp(step, cfg.steps, cfg.consistency_rampup)
+    logged = {**parts, "consistency": cons, **{f"consistency_{k}": v for k, v in cons_parts.items()}}
+    return total + weight * cons, logged
 
 
 def global_weight_total(weights: torch.Tensor, env: DistEnv) -> torch.Tensor | None:
@@ -247,6 +276,41 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     os.replace(tmp, path)
 
 
+def snapshot_steps(steps: int, members: int) -> list[int]:
+    """Steps after which the weights become snapshot-ensemble members (none for members < 2).
+
+    ``members`` evenly spaced steps of the run's last half, the last one the final step
+    (300 steps, 3 members: 200, 250, 300): earlier weights are still poor models, and
+    spacing them out makes the members differ as much as one run allows.
+    """
+    if members < 2:
+        return []
+    found = [steps - (members - 1 - j) * steps // (2 * members) for j in range(members)]
+    if len(set(found)) < members:
+        raise SparseLabelError(f"train.steps={steps} is too few for ensemble.members={members} snapshots "
+                               f"(need at least {2 * members} steps)")
+    return found
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    return run_dir / f"snapshot-{step}.pt"
+
+
+def save_snapshot_if_due(run_dir: Path, model: torch.nn.Module, config: Config, step: int, env: DistEnv) -> None:
+    """Keep the weights after ``step`` steps when ensemble.kind=snapshots wants them as a member.
+
+    Written then renamed, and before that step's checkpoint: a checkpoint at step s means
+    every snapshot up to s is on disk, so a resumed run only has the later ones to write.
+    """
+    ens = config.ensemble
+    if not env.is_main or ens.kind != "snapshots" or step not in snapshot_steps(config.train.steps, ens.members):
+        return
+    path = snapshot_path(run_dir, step)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device) -> int:
     """Restore a run's state; returns the step to continue from (0 without a checkpoint)."""
     if not path.exists():
@@ -274,9 +338,13 @@ def last_logged_loss(path: Path) -> float | None:
     return json.loads(lines[-1])["loss"] if lines else None
 
 
-def load_trained(run_dir: Path, config: Config, num_classes: int, device: torch.device) -> torch.nn.Module:
-    """The final model of a training run, in eval mode (no pretrained download: weights come from the run)."""
-    path = run_dir / FINAL
+def load_trained(run_dir: Path, config: Config, num_classes: int, device: torch.device,
+                 weights: str = FINAL) -> torch.nn.Module:
+    """The final model of a training run, in eval mode (no pretrained download: weights come from the run).
+
+    ``weights`` names another state dict of the run instead (an ensemble snapshot).
+    """
+    path = run_dir / weights
     if not path.exists():
         raise SparseLabelError("no trained model here; run `sparselabel train` first", path)
     model = build_detector(config.model.encoder, num_classes=num_classes, pretrained=False,
