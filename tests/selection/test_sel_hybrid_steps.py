@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sparselabel.config import load_config
+from sparselabel.errors import SparseLabelError
 from sparselabel.loop import steps
 from sparselabel.loop.workspace import Workspace
 from sparselabel.scoring.predict import prediction_path
@@ -55,6 +56,6 @@ def test_hybrid_from_the_config_selects_in_the_chosen_videos(workspace):
     assert steps._already_scored(out, "vid1", 2, 0.9)
     assert not steps._already_scored(out, "vid1", 2, 0.9, features=True)
     assert steps._already_scored(out, "vid0", 2, 0.9, features=True)
-    with pytest.raises(ValueError, match="per-video features"):
+    with pytest.raises(SparseLabelError, match="per-video features"):  # one line on the CLI, no traceback
         steps.select_step(workspace, "hybrid", 4, cycle=2)
     assert len(steps.select_step(workspace, "apu", 4, cycle=2).picks) == 4
