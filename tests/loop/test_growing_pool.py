@@ -22,6 +22,7 @@ from sparselabel.loop.cycle import run_loop, start_loop
 from sparselabel.loop.grow import activate_pending, add_videos
 from sparselabel.loop.steps import score_step, select_step
 from sparselabel.loop.workspace import POOL, Workspace, initial_picks
+from sparselabel.reports.build import write_report
 
 TINY = ["model.input_size=[32,32]", "model.clip_length=4", "train.batch_size=2", "train.steps=2",
         "train.checkpoint_every=1", "labels.initial_percent=10", "selection.passes=2", "selection.budget=5%",
@@ -221,6 +222,8 @@ def test_added_after_the_loop_stopped_they_join_before_the_next_cycle_trains(ws_
         assert (ws_root / "scores" / "cycle-001" / "new0.npz").exists()
         picked = {vid for vid, _ in select_step(ws, budget="40%", cycle=2).picks}
         assert picked & set(NEW) and picked - set(NEW)
+        # The report draws cycle 0's scores over the pool as it was then (without the new videos).
+        assert write_report([ws], ws_root / "report").exists()
 
 
 def test_the_config_route_adds_once_across_a_killed_and_resumed_loop(data, tmp_path):

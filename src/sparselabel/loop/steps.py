@@ -256,11 +256,15 @@ def _barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
-def load_scores(workspace: Workspace, run: str | None = None) -> FrameScores:
-    """The pool's stored per-frame scores of ``run`` (default: the latest cycle's)."""
+def load_scores(workspace: Workspace, run: str | None = None, videos: set[str] | None = None) -> FrameScores:
+    """The pool's stored per-frame scores of ``run`` (default: the latest cycle's).
+
+    ``videos`` limits them to those pool videos: an earlier cycle's scores do not cover
+    videos that joined a growing pool later.
+    """
     run = run or current_run(workspace)
     folder = scores_dir(workspace, run)
-    pool = workspace.ledger.videos(POOL)
+    pool = {v: video for v, video in workspace.ledger.videos(POOL).items() if videos is None or v in videos}
     missing = [v for v in pool if not prediction_path(folder, v).exists()]
     if missing:
         raise SparseLabelError(f"no scores for {len(missing)} pool videos (e.g. {missing[0]!r}); "

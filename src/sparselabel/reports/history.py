@@ -55,11 +55,11 @@ def score_curves(workspace: Workspace, cycle: int, videos: int = 6) -> list[Scor
     from sparselabel.selection.apu import normalise_unannotated
 
     cfg = workspace.config.selection
-    scores = load_scores(workspace, f"cycle-{cycle:03d}")
     before: dict[str, list[int]] = {}
     for answer in workspace.ledger.annotations():
         if answer.cycle <= cycle:
             before.setdefault(answer.video_id, []).append(answer.frame)
+    scores = load_scores(workspace, f"cycle-{cycle:03d}", videos=set(before))  # the pool as it was then
     picks: dict[str, list[int]] = {}
     for _, _, vid, frame, _ in workspace.ledger.selections(cycle + 1):
         picks.setdefault(vid, []).append(frame)
