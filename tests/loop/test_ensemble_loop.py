@@ -12,9 +12,9 @@ from support import make_tiny_dataset
 
 from sparselabel.config import load_config
 from sparselabel.loop.cycle import run_loop, start_loop
-from sparselabel.loop.steps import load_scores, scores_dir
+from sparselabel.loop.steps import load_scores, scores_dir, train_seed_members
 from sparselabel.loop.workspace import POOL, Workspace
-from sparselabel.scoring.ensemble import ensemble_members, train_seed_members
+from sparselabel.scoring.ensemble import ensemble_members
 from sparselabel.scoring.mc_dropout import VideoScores
 from sparselabel.train import trainer
 from sparselabel.train.trainer import train_workspace

@@ -29,9 +29,10 @@ from sparselabel.loop.steps import (
     recovery_step,
     score_step,
     select_step,
+    train_seed_members,
 )
 from sparselabel.loop.workspace import CONFIG_FILE, POOL, TEST, Workspace
-from sparselabel.scoring.ensemble import check_ensemble, train_seed_members
+from sparselabel.scoring.ensemble import check_ensemble
 from sparselabel.selection import make_strategy, parse_budget
 from sparselabel.train.pretrain import pretrain_workspace
 from sparselabel.train.trainer import FINAL, train_workspace

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +36,13 @@ from sparselabel.scoring.ensemble import (
     ensemble_predict_video,
     ensemble_score_video,
     load_members,
-    train_seed_members,
+    seed_run,
 )
 from sparselabel.scoring.mc_dropout import VideoScores, score_video
 from sparselabel.scoring.predict import VideoPrediction, prediction_path
 from sparselabel.selection import FrameScores, make_strategy, parse_budget, select
 from sparselabel.train.trainer import (
+    FINAL,
     DistEnv,
     TrainResult,
     clip_spec,
@@ -68,6 +69,26 @@ def train_step(workspace: Workspace, restart: bool = False) -> TrainResult:
     result = train_workspace(workspace, run_name=run, restart=restart)
     train_seed_members(workspace, latest_annotated_cycle(workspace))
     return result
+
+
+def train_seed_members(workspace: Workspace, cycle: int) -> list[str]:
+    """Train cycle ``cycle``'s seed members (ensemble.kind=seeds); returns their run names.
+
+    Each is the main run's config with seed + m: the same labels, different initial head
+    weights, batch order and dropout masks. With loop.warm_start a member continues its own
+    previous-cycle member, so each member stays one chain of runs. Resumable as any run.
+    """
+    config, ens = workspace.config, workspace.config.ensemble
+    if ens.members < 2 or ens.kind != "seeds":
+        return []
+    run, names = f"cycle-{cycle:03d}", []
+    for m in range(1, ens.members):
+        previous = workspace.root / "runs" / seed_run(f"cycle-{cycle - 1:03d}", m) / FINAL
+        init = previous if config.loop.warm_start and cycle > 0 else None
+        names.append(seed_run(run, m))
+        train_workspace(workspace, replace(config, seed=config.seed + m), run_name=names[-1],
+                        init_from=init, cycle=cycle)
+    return names
 
 
 def videos_of(workspace: Workspace, split: str) -> list[str]:

@@ -23,7 +23,7 @@ MC-dropout scores is never taken for ensemble scores or the other way round.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,6 @@ from sparselabel.train.trainer import (
     load_trained,
     snapshot_path,
     snapshot_steps,
-    train_workspace,
 )
 
 ENSEMBLE = "ensemble"
@@ -98,26 +97,6 @@ def load_members(workspace, run: str, device: torch.device) -> list[torch.nn.Mod
     config, num_classes = workspace.config, len(workspace.ledger.classes)
     return [load_trained(p.parent, config, num_classes, device, weights=p.name)
             for p in ensemble_members(workspace, run, config)]
-
-
-def train_seed_members(workspace, cycle: int) -> list[str]:
-    """Train cycle ``cycle``'s seed members (ensemble.kind=seeds); returns their run names.
-
-    Each is the main run's config with seed + m: the same labels, different initial head
-    weights, batch order and dropout masks. With loop.warm_start a member continues its own
-    previous-cycle member, so each member stays one chain of runs. Resumable as any run.
-    """
-    config, ens = workspace.config, workspace.config.ensemble
-    if ens.members < 2 or ens.kind != "seeds":
-        return []
-    run, names = f"cycle-{cycle:03d}", []
-    for m in range(1, ens.members):
-        previous = workspace.root / "runs" / seed_run(f"cycle-{cycle - 1:03d}", m) / FINAL
-        init = previous if config.loop.warm_start and cycle > 0 else None
-        names.append(seed_run(run, m))
-        train_workspace(workspace, replace(config, seed=config.seed + m), run_name=names[-1],
-                        init_from=init, cycle=cycle)
-    return names
 
 
 @dataclass
