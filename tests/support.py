@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: where the real data lives, and a tiny dataset on disk.
+"""Helpers shared by the tests: where the real data lives, a tiny dataset on disk, an in-memory video.
 
 Imported as ``from support import ...`` (not from conftest: test folders have their own
 conftest.py files, which would shadow one another under the one module name).
@@ -7,8 +7,10 @@ conftest.py files, which would shadow one another under the one module name).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,3 +48,26 @@ def make_tiny_dataset(root: Path, num_videos: int = 4, num_frames: int = 20, siz
         videos.append({"id": vid, "frames": frames, "fps": 25.0, "label": i % 2,
                        "split": "test" if i == num_videos - 1 else "train"})
     return write_native(root, "tiny", ["left", "right"], videos, tubes)
+
+
+@dataclass
+class ArrayVideo:
+    """Just what predicting and scoring read of a ``Video``: an id, a length and the frames."""
+
+    id: str
+    data: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.data)
+
+    @property
+    def height(self) -> int:
+        return self.data.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.data.shape[2]
+
+    def frames(self) -> np.ndarray:
+        return self.data

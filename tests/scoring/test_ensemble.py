@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
+from support import ArrayVideo
 
 from sparselabel.config import load_config
 from sparselabel.errors import SparseLabelError
@@ -26,27 +25,6 @@ SPEC = ClipSpec(length=4, stride=2, size=(32, 32), flip=False)
 CPU = torch.device("cpu")
 
 
-@dataclass
-class ArrayVideo:
-    """Just what predicting and scoring read of a ``Video``."""
-
-    id: str
-    data: np.ndarray
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.data)
-
-    @property
-    def height(self) -> int:
-        return self.data.shape[1]
-
-    @property
-    def width(self) -> int:
-        return self.data.shape[2]
-
-    def frames(self) -> np.ndarray:
-        return self.data
 
 
 def detector(seed: int, dropout: float = 0.5) -> torch.nn.Module:

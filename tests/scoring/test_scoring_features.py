@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
+from support import ArrayVideo
 
 from sparselabel.models import build_detector
 from sparselabel.scoring.mc_dropout import VideoScores, score_video
@@ -16,17 +15,6 @@ from sparselabel.train.clips import ClipSpec
 SPEC = ClipSpec(length=4, stride=2, size=(32, 32), flip=False)
 
 
-@dataclass
-class ArrayVideo:
-    id: str
-    data: np.ndarray
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.data)
-
-    def frames(self) -> np.ndarray:
-        return self.data
 
 
 @pytest.fixture(scope="module")

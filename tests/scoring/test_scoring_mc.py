@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+from support import ArrayVideo
 
 from sparselabel.models import build_detector
 from sparselabel.scoring.mc_dropout import VideoScores, frame_stats, per_video_seed, score_video
@@ -52,19 +52,6 @@ def test_minus_log_p_stays_finite_where_p_underflows():
     np.testing.assert_allclose(u.numpy(), [(200.0 + math.log1p(math.exp(-5.0))) / 2], rtol=1e-5)
 
 
-@dataclass
-class ArrayVideo:
-    """Just what scoring reads of a ``Video``: an id, a length and the frames."""
-
-    id: str
-    data: np.ndarray
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.data)
-
-    def frames(self) -> np.ndarray:
-        return self.data
 
 
 @pytest.fixture(scope="module")

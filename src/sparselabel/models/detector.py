@@ -172,6 +172,13 @@ def _ratio(coarse: Triple, fine: Triple) -> Triple:
     return tuple(c // f for c, f in zip(coarse, fine, strict=True))
 
 
+def freeze_batchnorm(encoder: nn.Module) -> None:
+    """Put every BatchNorm of ``encoder`` in eval mode: it keeps its pretrained statistics."""
+    for module in encoder.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 class Detector(nn.Module):
     """Encoder + capsule head + decoder; see the module docstring for the layout."""
 
@@ -268,9 +275,7 @@ class Detector(nn.Module):
         """
         super().train(mode)
         if self.freeze_bn:
-            for module in self.encoder.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            freeze_batchnorm(self.encoder)
         return self
 
     def mc_dropout(self, enabled: bool = True) -> Detector:

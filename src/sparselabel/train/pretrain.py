@@ -44,6 +44,7 @@ from sparselabel.data.video import DEFAULT_CACHE, FrameCache
 from sparselabel.errors import SparseLabelError
 from sparselabel.faults import fault_point
 from sparselabel.models import build_detector
+from sparselabel.models.detector import freeze_batchnorm
 from sparselabel.train.clips import (
     ClipSpec,
     clip_frames,
@@ -205,9 +206,7 @@ class PretrainNet(nn.Module):
         """As ``Detector.train``: with ``freeze_bn`` a pretrained encoder's BatchNorm stays in eval."""
         super().train(mode)
         if self.freeze_bn:
-            for module in self.encoder.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            freeze_batchnorm(self.encoder)
         return self
 
 
