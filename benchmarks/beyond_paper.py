@@ -2,15 +2,18 @@
 
     python benchmarks/beyond_paper.py                 # every grid (resumable)
     python benchmarks/beyond_paper.py hybrid ensemble # some of them
+    python benchmarks/beyond_paper.py --table         # only the comparison table, from the results
 
 The same data, model, training and budget as Table 1 of benchmarks/synthetic_asl.py
 (2% random initial labels, two cycles of 4%, the demo's small model), whose
 APU + MGW rows are the baseline: every option is off there. One option per grid,
-3 seeds each. Results: benchmarks/results/beyond-<name>/results.md
+3 seeds each. Results: benchmarks/results/beyond-<name>/results.md, and all of them
+against the baseline in benchmarks/results/beyond-paper.md.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -37,7 +40,43 @@ GRIDS = {
 }
 
 
+COLUMNS = ("f_map", "v_map", "pool_model", "pool_interp")
+
+
+def comparison_table() -> str:
+    """Every option's rows next to the baseline's (Table 1's APU + MGW), from the stored results."""
+    def rows(name: str) -> dict:
+        path = HERE / "results" / name / "results.json"
+        return json.loads(path.read_text())["groups"] if path.exists() else {}
+
+    def cell(ms: list) -> str:
+        return "-" if ms[0] is None else f"{100 * ms[0]:.2f} ± {100 * ms[1]:.2f}"
+
+    groups = {"baseline (APU, MGW)": rows("synthetic-strategies")["selection.strategy=apu,train.loss=mgw"]}
+    for name in GRIDS:
+        for key, group in rows(f"beyond-{name}").items():
+            options = [kv for kv in key.split(",") if kv not in ("selection.strategy=apu", "train.loss=mgw")]
+            groups[f"{name}: {', '.join(options)}"] = group
+    lines = ["| run | cycle | % frames | f-mAP | v-mAP | pool: model | pool: interpolation |",
+             "|---|---|---|---|---|---|---|"]
+    for label, group in groups.items():
+        for r in group:
+            lines.append(f"| {label} | {r['cycle']} | {r['percent'][0]:.2f} | "
+                         + " | ".join(cell(r[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(names: list[str]) -> None:
+    if names == ["--table"]:
+        names = []
+    else:
+        run_grids(names)
+    table = comparison_table()
+    (HERE / "results" / "beyond-paper.md").write_text(table)
+    print(table)
+
+
+def run_grids(names: list[str]) -> None:
     unknown = set(names) - set(GRIDS)
     if unknown:
         raise SystemExit(f"unknown grids {sorted(unknown)}; choose from {', '.join(GRIDS)}")
