@@ -45,6 +45,12 @@ def model_scores(workspace: Workspace, run: str, link: LinkConfig) -> dict[str, 
     return out
 
 
+def seed_mean_std(rows: list[dict], models: list[str], seeds: list[str], metric: str) -> list[float]:
+    per_seed = [np.mean([r[metric] for r, m in zip(rows, models, strict=True) if f"seed={seed}/" in m])
+                for seed in seeds]
+    return [float(np.mean(per_seed)), float(np.std(per_seed))]
+
+
 def paired_difference(values: list[float], baseline: list[float]) -> dict:
     diff = np.array(values) - np.array(baseline)
     return {"mean": float(diff.mean()), "std": float(diff.std()), "better": int((diff > 1e-12).sum()),
@@ -67,6 +73,11 @@ def main() -> None:
     metrics = list(per_model["linking only"][0])
     table = {name: {m: [float(np.mean([r[m] for r in rows])), float(np.std([r[m] for r in rows]))]
                     for m in metrics} for name, rows in per_model.items()}
+    seeds = sorted({m.split("seed=")[1].split("/")[0] for m in models})
+    over_seeds = {name: {m: seed_mean_std(rows, models, seeds, m) for m in metrics} for name, rows in per_model.items()}
+    print(f"\nmean ± std over seeds {', '.join(seeds)} (each seed: the mean of its {len(models) // len(seeds)} models), in %")
+    for name, row in over_seeds.items():
+        print(f"{name:<22}" + "".join(f"{100 * a:>9.2f} ± {100 * s:<4.2f}" for a, s in row.values()))
     base = per_model["linking only"]
     paired = {name: {m: paired_difference([r[m] for r in rows], [b[m] for b in base]) for m in metrics}
               for name, rows in per_model.items() if name != "linking only"}
@@ -78,7 +89,8 @@ def main() -> None:
     for name, row in paired.items():
         print(f"{name:<22}" + "".join(f"{100 * d['mean']:>+7.2f} ± {100 * d['std']:<4.2f} {d['better']:>2}/{d['worse']:<2}"
                                       for d in row.values()))
-    write_json({"models": models, "decodings": DECODINGS, "mean_std": table, "paired_difference": paired,
+    write_json({"models": models, "decodings": DECODINGS, "mean_std": table, "mean_std_over_seeds": over_seeds,
+                "paired_difference": paired,
                 "per_model": per_model}, RESULTS)
     print(f"wrote {RESULTS}")
 
