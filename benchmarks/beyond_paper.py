@@ -21,6 +21,7 @@ from synthetic_asl import DATA, SETTINGS
 
 from sparselabel.data.synthetic import SynthConfig, generate
 from sparselabel.loop.experiment import Experiment, format_summary, run_experiment
+from sparselabel.loop.workspace import POOL, Workspace
 
 HERE = Path(__file__).parent
 # Six pool videos of another synthetic draw (ids prefixed "new-"), joining the pool before cycle 1.
@@ -55,7 +56,8 @@ def comparison_table() -> str:
     groups = {"baseline (APU, MGW)": rows("synthetic-strategies")["selection.strategy=apu,train.loss=mgw"]}
     for name in GRIDS:
         for key, group in rows(f"beyond-{name}").items():
-            options = [kv for kv in key.split(",") if kv not in ("selection.strategy=apu", "train.loss=mgw")]
+            options = [kv.split("=")[0] + "=[6 new videos]" if kv.startswith("loop.add_videos") else kv
+                       for kv in key.split(",") if kv not in ("selection.strategy=apu", "train.loss=mgw")]
             groups[f"{name}: {', '.join(options)}"] = group
     lines = ["| run | cycle | % frames | f-mAP | v-mAP | pool: model | pool: interpolation |",
              "|---|---|---|---|---|---|---|"]
@@ -66,12 +68,30 @@ def comparison_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def stream_share() -> str:
+    """How much of the APU selection made after the stream joined went to its videos."""
+    runs = sorted((HERE / "results" / "beyond-growing-pool" / "runs").glob("*"))
+    lines = []
+    for root in runs:
+        with Workspace.open(root) as ws:
+            pool = ws.ledger.videos(POOL)
+            new = {v for v in pool if v.startswith("new-")}
+            frames = sum(pool[v].num_frames for v in new) / sum(v.num_frames for v in pool.values())
+            picks = [vid for _, strategy, vid, _, _ in ws.ledger.selections(2) if strategy == "apu"]
+        share = sum(v in new for v in picks) / max(1, len(picks))
+        lines.append(f"- growing pool, seed {ws.config.seed}: the 6 new videos hold {100 * frames:.1f}% of the pool's frames and got "
+                     f"{100 * share:.1f}% of cycle 2's {len(picks)} APU picks")
+    return "\n".join(lines)
+
+
 def main(names: list[str]) -> None:
     if names == ["--table"]:
         names = []
     else:
         run_grids(names)
     table = comparison_table()
+    if (HERE / "results" / "beyond-growing-pool" / "runs").is_dir():
+        table += "\n" + stream_share() + "\n"
     (HERE / "results" / "beyond-paper.md").write_text(table)
     print(table)
 
