@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = add("evaluate", cmd_evaluate,
                    "Score detections: f-mAP@0.5, v-mAP@0.1/0.2/0.3/0.5/0.75 (and J&F where masks exist), "
-                   "of a workspace's predictions or of ACT-style pickles.")
+                   "of a workspace's predictions or of ACT-style pickles. KEY=VALUE overrides after WORKSPACE "
+                   "change how maps become boxes and tubes, e.g. detection.temporal=viterbi.")
     evaluate.add_argument("workspace", nargs="?", help="workspace whose predictions to score")
     evaluate.set_defaults(overrides=[])  # KEY=VALUE after WORKSPACE, e.g. detection.temporal=viterbi
     evaluate.add_argument("--run", help="with WORKSPACE: run to score (default: the latest cycle's)")
