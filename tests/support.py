@@ -50,6 +50,17 @@ def make_tiny_dataset(root: Path, num_videos: int = 4, num_frames: int = 20, siz
     return write_native(root, "tiny", ["left", "right"], videos, tubes)
 
 
+
+def make_tiny_workspace(base: Path, overrides: list[str], num_videos: int = 3, num_frames: int = 20) -> Path:
+    """A workspace at ``base/fresh`` over a tiny dataset at ``base/data``, created with ``overrides``."""
+    from sparselabel.config import load_config
+    from sparselabel.loop.workspace import Workspace
+
+    data = make_tiny_dataset(base / "data", num_videos=num_videos, num_frames=num_frames)
+    root = base / "fresh"
+    Workspace.create(root, load_config(None, [f"dataset.path={data}", *overrides])).close()
+    return root
+
 @dataclass
 class ArrayVideo:
     """Just what predicting and scoring read of a ``Video``: an id, a length and the frames."""

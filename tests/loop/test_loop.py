@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import make_tiny_dataset
+from support import make_tiny_dataset, make_tiny_workspace
 
 from sparselabel.config import load_config
 from sparselabel.labels.ledger import Ledger
@@ -58,11 +58,7 @@ def loop(root: Path, *args: str, fault: str | None = None) -> subprocess.Complet
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("loop")
-    data = make_tiny_dataset(base / "data", num_videos=5, num_frames=24)
-    root = base / "fresh"
-    Workspace.create(root, load_config(None, [f"dataset.path={data}", *TINY])).close()
-    return root
+    return make_tiny_workspace(tmp_path_factory.mktemp("loop"), TINY, num_videos=5, num_frames=24)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support import make_tiny_dataset
+from support import make_tiny_workspace
 
-from sparselabel.config import load_config
 from sparselabel.loop.workspace import Workspace
 from sparselabel.train import trainer as trainer_module
 from sparselabel.train.clips import ClipSpec, SparseClipDataset
@@ -71,11 +70,7 @@ def test_ramp_is_linear_over_the_first_fraction_of_the_steps():
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("consistency")
-    data = make_tiny_dataset(base / "data", num_videos=3, num_frames=20)
-    root = base / "fresh"
-    Workspace.create(root, load_config(None, [f"dataset.path={data}", *TINY])).close()
-    return root
+    return make_tiny_workspace(tmp_path_factory.mktemp("consistency"), TINY, num_videos=3, num_frames=20)
 
 
 def test_items_mark_their_annotated_frames(fresh):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support import make_tiny_dataset
+from support import make_tiny_workspace
 
 from sparselabel.cli import main
 from sparselabel.config import load_config
@@ -34,11 +34,7 @@ TINY = ["model.input_size=[32,32]", "model.clip_length=4", "train.batch_size=2",
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("pretrain")
-    data = make_tiny_dataset(base / "data", num_videos=3, num_frames=20)
-    root = base / "fresh"
-    Workspace.create(root, load_config(None, [f"dataset.path={data}", *TINY])).close()
-    return root
+    return make_tiny_workspace(tmp_path_factory.mktemp("pretrain"), TINY, num_videos=3, num_frames=20)
 
 
 @pytest.fixture
