@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from sparselabel.data.dataset import Video
+from sparselabel.data.windows import window_batches
 from sparselabel.models import build_detector
 from sparselabel.scoring.mc_dropout import frame_stats, per_video_seed, score_video
-from sparselabel.scoring.predict import window_batches
 from sparselabel.train.clips import ClipSpec
 
 RESULTS = Path(__file__).parent / "results" / "score_throughput.json"

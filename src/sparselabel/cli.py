@@ -13,9 +13,11 @@ Handler = Callable[[argparse.Namespace], int | None]
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from sparselabel.data.synthetic import generate
+    from sparselabel.data.synthetic import generate, synth_config
 
-    out = generate(args.out, num_videos=args.videos, seed=args.seed, prefix=args.prefix)
+    size = {} if args.size is None else {"width": args.size, "height": args.size}
+    out = generate(args.out, num_videos=args.videos, seed=args.seed, prefix=args.prefix,
+                   config=synth_config(args.difficulty, **size))
     print(f"wrote synthetic dataset to {out}")
 
 
@@ -229,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     synth.add_argument("--prefix", default="", help="put before every video id (e.g. b_ gives b_syn_0000), "
                        "so datasets of other seeds can join one pool (default: none)")
+    synth.add_argument("--difficulty", default="hard", choices=("easy", "medium", "hard"),
+                       help="easy: one actor, no distractors, occluders or camera motion; medium: 1-2 smaller "
+                       "actors, at most one distractor; hard: 1-3 actors, 0-2 distractors and occluders, "
+                       "camera pan and zoom (default: %(default)s)")
+    synth.add_argument("--size", type=int, help="frame width and height in pixels (default: 96)")
 
     init = add("init", cmd_init, "Create a workspace for a dataset and make the initial random sparse labels.")
     init.add_argument("workspace", help="folder to create")

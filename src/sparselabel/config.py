@@ -47,6 +47,12 @@ class ModelConfig:
     clip_length: int = 8  # frames per clip
     clip_stride: int = 2  # sampled every 2nd frame (paper)
     input_size: list[int] = field(default_factory=lambda: [112, 112])  # H, W; 224 x 224 for i3d
+    head: str = "capsules"  # capsules (the paper's, EM routing) | conv (plain conv head, models/conv_head.py)
+    # Train only the head; the encoder's maps are computed once per inference window and cached
+    # on disk under WORKSPACE/features/ (models/features.py), read by training, prediction and scoring.
+    freeze_encoder: bool = False
+    feature_cache_gb: float = 20.0  # the cache is refused before computing if it would be larger
+    primary_kernel: int = 0  # capsule head: primary-capsule kernel; 0: the encoder's (9 for i3d, 3 for small3d)
 
 
 @dataclass
@@ -148,6 +154,7 @@ class Config:
 # the loop reaches the code that reads them (perhaps an hour of training later).
 CHOICES = {
     "train.loss": ("mgw", "mask", "interp"),
+    "model.head": ("capsules", "conv"),
     "pretrain.task": ("none", "order", "speed"),
     "ensemble.kind": ("snapshots", "seeds"),
     "selection.uncertainty": ("mc-dropout", "ensemble"),

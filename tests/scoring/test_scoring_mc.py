@@ -9,9 +9,9 @@ import pytest
 import torch
 from support import ArrayVideo
 
+from sparselabel.data.windows import window_batches
 from sparselabel.models import build_detector
 from sparselabel.scoring.mc_dropout import VideoScores, frame_stats, per_video_seed, score_video
-from sparselabel.scoring.predict import window_batches
 from sparselabel.train.clips import ClipSpec
 
 SPEC = ClipSpec(length=4, stride=2, size=(32, 32), flip=False)

@@ -6,8 +6,9 @@ import pytest
 from sparselabel.cli import main
 from sparselabel.config import load_config
 from sparselabel.data.safe_pickle import safe_load
+from sparselabel.data.windows import video_windows
 from sparselabel.loop.workspace import Workspace
-from sparselabel.scoring.predict import VideoPrediction, prediction_path, video_windows
+from sparselabel.scoring.predict import VideoPrediction, prediction_path
 from sparselabel.train.clips import ClipSpec
 
 TINY = ["model.input_size=[32,32]", "model.clip_length=4", "train.batch_size=4", "train.steps=4",

@@ -186,6 +186,15 @@ class SynthConfig:
     camera_pan: float = 0.06  # max camera offset, fraction of width / height
     camera_zoom: tuple[float, float] = (0.9, 1.15)
     test_fraction: float = 0.25
+    # Class motions' amplitudes and speeds are multiplied by this (bigger: easier to tell apart).
+    motion_scale: float = 1.0
+    # Tempo changes: an actor's motion runs on a clock whose speed varies smoothly (log-normal
+    # with this std around 1), so some stretches pause and others rush: frames are not equal,
+    # and interpolating between two labelled frames is wrong where the tempo changed. 0: off.
+    tempo_variation: float = 0.0
+    # drift: distractors wander at random (only motion tells them from actors); still: they
+    # stand still in the scene (they move with the camera only), as bystanders do.
+    distractor_motion: str = "drift"
     name: str = "synthetic"
     codec: str = "libx264"
 
@@ -216,6 +225,9 @@ class SynthConfig:
                 return f"{name} range {(lo, hi)} must have 0 < low <= high"
         if self.tube_fraction[1] > 1 or self.actor_aspect[0] < 1 or self.actor_scale[1] > 0.4:
             return "need tube_fraction <= 1, actor_aspect >= 1, actor_scale <= 0.4"
+        if not (self.motion_scale > 0 and self.tempo_variation >= 0 and self.distractor_motion in ("drift", "still")):
+            return (f"need motion_scale > 0, tempo_variation >= 0 and distractor_motion drift or still, got "
+                    f"{self.motion_scale}, {self.tempo_variation}, {self.distractor_motion!r}")
         if not 0 <= self.test_fraction < 1:
             return f"test_fraction must be in [0, 1), got {self.test_fraction}"
         # An actor's centre must stay inside the frame under any camera: then a box is never empty.
@@ -230,6 +242,28 @@ class SynthConfig:
     @property
     def scale(self) -> float:
         return float(min(self.width, self.height))
+
+
+# Difficulty presets (``sparselabel synth --difficulty``): changes to SynthConfig's defaults.
+# Chosen by measurement (benchmarks/RESULTS.md, "Learning"); see the knobs' comments above.
+# "hard" is the default above. Decoding foreground maps into boxes cannot separate actors
+# that touch, so the share of frames where actors overlap caps f-mAP even for perfect maps
+# (benchmarks/learning_curve.py prints that ceiling): 50.7% f-mAP / 38.8% v-mAP@0.5 for
+# "hard" at 64 x 64, 82.4% / 76.4% with 1-2 smaller actors ("medium"), 100% with one actor.
+DIFFICULTIES: dict[str, dict] = {
+    "easy": {"actors": (1, 1), "distractors": (0, 0), "occluders": (0, 0), "camera_pan": 0.0,
+             "camera_zoom": (1.0, 1.0)},
+    "medium": {"actors": (1, 2), "actor_scale": (0.08, 0.14), "distractors": (0, 1), "distractor_motion": "still",
+               "motion_scale": 1.5, "tempo_variation": 0.5},
+    "hard": {},
+}
+
+
+def synth_config(difficulty: str = "hard", **changes: object) -> SynthConfig:
+    """The generator's config at a named difficulty (see ``DIFFICULTIES``), with ``changes`` on top."""
+    if difficulty not in DIFFICULTIES:
+        raise SparseLabelError(f"unknown difficulty {difficulty!r}; choose one of {', '.join(DIFFICULTIES)}")
+    return SynthConfig(**{**DIFFICULTIES[difficulty], **changes})  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------
@@ -343,7 +377,7 @@ def _actor_track(
     look = _appearance(rng, cfg)
     x0, x1, y0, y1 = _stage_box(cfg)
     s0, s1 = np.log(np.asarray(cfg.actor_scale) * cfg.scale)
-    move = motion(rng, n, cfg.scale)
+    move = _with_tempo(rng, motion, n, cfg)
     ux = x0 + rng.uniform(0, 2 * (x1 - x0))
     uy = y0 + rng.uniform(0, 2 * (y1 - y0))
     us = s0 + rng.uniform(0, 2 * (s1 - s0))
@@ -359,6 +393,25 @@ def _actor_track(
     )
 
 
+def _with_tempo(rng: np.random.Generator, motion: Motion, n: int, cfg: SynthConfig) -> Displacement:
+    """``motion`` over ``n`` frames, scaled by ``cfg.motion_scale`` and run on a varying clock.
+
+    With ``tempo_variation`` 0 this draws exactly what ``motion`` alone draws (same bytes as
+    before the knob existed). Otherwise the clock's speed is log-normal at knots every 12
+    frames, interpolated and normalised to a mean of 1, and the motion is sampled at the
+    warped times by linear interpolation of its values on whole frames.
+    """
+    if cfg.tempo_variation <= 0:
+        return motion(rng, n, cfg.scale * cfg.motion_scale)
+    knots = n // 12 + 2
+    speed = np.interp(np.linspace(0, knots - 1, n), np.arange(knots),
+                      np.exp(rng.normal(0.0, cfg.tempo_variation, size=knots)))
+    clock = np.concatenate([[0.0], np.cumsum(speed[:-1] / speed.mean())])
+    whole = motion(rng, int(np.ceil(clock[-1])) + 2, cfg.scale * cfg.motion_scale)
+    grid = np.arange(len(whole.dx))
+    return Displacement(*(np.interp(clock, grid, part) for part in whole))
+
+
 def _distractor_track(rng: np.random.Generator, cfg: SynthConfig, num_frames: int) -> Track:
     """An actor look-alike that drifts at random (a smooth random walk), never doing a class motion."""
     track = _actor_track(rng, cfg, lambda r, n, s: _still(n), 0, num_frames)
@@ -368,6 +421,8 @@ def _distractor_track(rng: np.random.Generator, cfg: SynthConfig, num_frames: in
     step = rng.normal(0, 0.004 * cfg.scale, size=(n, 2))
     for k in range(1, n):  # Ornstein-Uhlenbeck velocity: drifts, turns, never periodic
         velocity[k] = 0.92 * velocity[k - 1] + step[k]
+    if cfg.distractor_motion == "still":  # drawn all the same: the other objects stay as they were
+        velocity[:] = 0.0
     x0, x1, y0, y1 = _stage_box(cfg)
     path = np.cumsum(velocity, axis=0)
     track.start = start

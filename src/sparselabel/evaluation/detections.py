@@ -43,6 +43,9 @@ class LinkConfig:
     top_k: int = 3  # classes reported per box and tube
     temporal: str = "none"  # none | viterbi (trim tubes by a two-state HMM with a duration prior)
     duration: float = 30.0  # viterbi: expected length of an action (and of a gap), frames
+    # Pool videos' foreground is decoded with their known video-level class (the capsule head
+    # masks all but one class's poses) instead of the predicted one; test videos never are.
+    pool_label: bool = True
 
 
 def frame_boxes(fg: np.ndarray, size: tuple[int, int], cfg: LinkConfig | None = None) -> list[np.ndarray]:

@@ -31,6 +31,7 @@ from sparselabel.evaluation.masks import evaluate_sequence
 from sparselabel.faults import fault_point
 from sparselabel.jsonio import write_json
 from sparselabel.loop.workspace import POOL, TEST, Workspace
+from sparselabel.models.features import FeatureCache
 from sparselabel.scoring.ensemble import (
     check_ensemble,
     ensemble_predict_video,
@@ -47,6 +48,7 @@ from sparselabel.train.trainer import (
     TrainResult,
     clip_spec,
     dist_env,
+    feature_cache,
     load_trained,
     pick_device,
     train_workspace,
@@ -110,11 +112,26 @@ def predict_step(workspace: Workspace, run: str | None = None, split: str = "all
     out.mkdir(parents=True, exist_ok=True)
     spec = clip_spec(config, augment=False)
     videos = videos_of(workspace, split)
+    cache = workspace_cache(workspace, models[0], [workspace.dataset.videos[v] for v in videos], device)
+    pool = set(workspace.ledger.videos(POOL)) if config.detection.pool_label else set()
     for vid in tqdm(videos, desc="predict", unit="video", disable=None):
         video = workspace.dataset.videos[vid]
-        ensemble_predict_video(models, video, spec, device, config.train.batch_size, config.train.bf16).save(out)
+        label = video.label if vid in pool and video.label >= 0 else None  # the user's own class for the pool
+        ensemble_predict_video(models, video, spec, device, config.train.batch_size, config.train.bf16,
+                               cache, label).save(out)
     write_detections(out, videos, link or config.detection)
     return out
+
+
+def workspace_cache(workspace: Workspace, model, videos: list[Video], device) -> FeatureCache | None:
+    """With ``model.freeze_encoder``, the workspace's feature cache, filled for ``videos``
+    (under torchrun each process fills its share; all wait for the whole); else None."""
+    if not workspace.config.model.freeze_encoder:
+        return None
+    env = dist_env()
+    cache = feature_cache(workspace.root, model, workspace.config)
+    cache.ensure(videos, device, workspace.config.train.batch_size, env.rank, env.world)
+    return cache
 
 
 def write_detections(folder: Path, videos: list[str], link: LinkConfig) -> None:
@@ -249,10 +266,12 @@ def _video_scorer(workspace: Workspace, run: str, device, passes: int) -> tuple[
 
         return by_members, len(models)
     model = load_trained(workspace.root / "runs" / run, config, len(workspace.ledger.classes), device)
+    pool = [workspace.dataset.videos[v] for v in videos_of(workspace, POOL)]
+    cache = workspace_cache(workspace, model, pool, device)
 
     def by_dropout(video: Video) -> VideoScores:
         return score_video(model, video, spec, device, passes=passes, tau=cfg.tau, batch_size=cfg.batch_size,
-                           seed=config.seed, pass_chunk=cfg.pass_chunk or None, bf16=cfg.bf16)
+                           seed=config.seed, pass_chunk=cfg.pass_chunk or None, bf16=cfg.bf16, cache=cache)
 
     return by_dropout, passes
 

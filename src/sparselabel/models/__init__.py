@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparselabel.models.detector import (
     Detector,
@@ -13,6 +13,9 @@ from sparselabel.models.detector import (
     i3d_encoder,
     small3d_encoder,
 )
+
+if TYPE_CHECKING:
+    from sparselabel.config import ModelConfig
 
 # name -> factory(pretrained: bool, **options) -> EncoderSpec
 ENCODERS: dict[str, Callable[..., EncoderSpec]] = {
@@ -49,6 +52,18 @@ def build_detector(
     return Detector(spec, num_classes, dropout=dropout, freeze_bn=freeze_bn, **kwargs)
 
 
+def detector_from_config(model: ModelConfig, num_classes: int, pretrained: bool | None = None) -> Detector:
+    """The detector ``model`` (the ``model:`` section of a config) describes.
+
+    ``pretrained=False`` skips loading pretrained weights (the caller loads a run's own);
+    BatchNorm is frozen as for the pretrained encoder either way.
+    """
+    options = {"primary_kernel": model.primary_kernel} if model.primary_kernel else {}
+    return build_detector(model.encoder, num_classes=num_classes,
+                          pretrained=model.pretrained if pretrained is None else pretrained,
+                          dropout=model.dropout, freeze_bn=model.pretrained, head=model.head, **options)
+
+
 __all__ = [
     "ENCODERS",
     "Detector",
@@ -56,4 +71,5 @@ __all__ = [
     "EncodedClip",
     "EncoderSpec",
     "build_detector",
+    "detector_from_config",
 ]

@@ -39,11 +39,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparselabel.models.capsules import ClassCapsules, PrimaryCaps
+from sparselabel.models.conv_head import ConvHead
 from sparselabel.models.i3d import I3D
 from sparselabel.models.small3d import Small3D
 from sparselabel.models.weights import WeightsDownloadError, i3d_from_pretrained
 
 Triple = tuple[int, int, int]
+HEADS = ("capsules", "conv")  # the paper's capsule head | a plain conv head (models/conv_head.py)
 
 # --------------------------------------------------------------------------------------
 # Encoders
@@ -147,11 +149,12 @@ class EncodedClip:
 
 @dataclass
 class DetectorOutput:
-    class_scores: Tensor  # (B, C) mean class-capsule activation over positions, in [0, 1]
+    class_scores: Tensor  # (B, C) in [0, 1]: mean class-capsule activation, or softmax (conv head)
     fg_logits: Tensor  # (B, T, H, W) per-frame foreground logits at input resolution
-    class_poses: Tensor  # (B, T', h, w, C, P, P) class-capsule poses on the capsule grid
-    class_activations: Tensor  # (B, T', h, w, C) class-capsule activations, in [0, 1]
-    decoded_class: Tensor  # (B,) the class whose poses the decoder was given
+    class_poses: Tensor | None  # (B, T', h, w, C, P, P) class-capsule poses (capsule head only)
+    class_activations: Tensor | None  # (B, T', h, w, C) class-capsule activations (capsule head only)
+    decoded_class: Tensor  # (B,) the class whose poses the decoder was given (conv head: the label or argmax)
+    class_logits: Tensor | None = None  # (B, C) conv head: trained with cross-entropy; None: margin loss
 
 
 def _upsample(in_channels: int, out_channels: int, stride: Triple) -> nn.ConvTranspose3d:
@@ -196,8 +199,11 @@ class Detector(nn.Module):
         normalize_cost: bool = True,
         decoder_channels: int = 64,
         freeze_bn: bool = False,
+        head: str = "capsules",
     ):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
         fine_ch, mid_ch, deep_ch = encoder.channels
         fine_stride, mid_stride, deep_stride = encoder.strides
         kernel = encoder.primary_kernel if primary_kernel is None else primary_kernel
@@ -207,6 +213,10 @@ class Detector(nn.Module):
         self.freeze_bn = freeze_bn
 
         self.encoder = encoder.module
+        self.head = head
+        if head == "conv":
+            self.conv_head = ConvHead(encoder.channels, num_classes, decoder_channels, dropout)
+            return
         self.feature_dropout = nn.Dropout3d(dropout)
         self.primary_caps = PrimaryCaps(deep_ch, num_types, kernel, pose_size)
         self.class_caps = ClassCapsules(
@@ -234,6 +244,11 @@ class Detector(nn.Module):
 
     def decode_head(self, features: EncodedClip, labels: Tensor | None = None) -> DetectorOutput:
         """Capsules and decoder. ``labels`` (B,) picks the decoded class; else the predicted one."""
+        if self.head == "conv":
+            class_logits, fg_logits = self.conv_head(features)
+            scores = torch.softmax(class_logits.float(), dim=1)
+            decoded = scores.detach().argmax(dim=1) if labels is None else labels.long()
+            return DetectorOutput(scores, fg_logits, None, None, decoded, class_logits)
         deep = self.feature_dropout(features.deep)
         b, _, t, h, w = deep.shape
 
@@ -262,8 +277,9 @@ class Detector(nn.Module):
         fg_logits = self.up_out(x, output_size=features.size).squeeze(1)  # (B, T, H, W)
         return DetectorOutput(class_scores, fg_logits, poses, activations, decoded)
 
-    def forward(self, clip: Tensor, labels: Tensor | None = None) -> DetectorOutput:
-        return self.decode_head(self.encode(clip), labels)
+    def forward(self, clip: Tensor | EncodedClip, labels: Tensor | None = None) -> DetectorOutput:
+        """The whole model on a clip, or only the head on an already encoded clip (a frozen encoder's cache)."""
+        return self.decode_head(clip if isinstance(clip, EncodedClip) else self.encode(clip), labels)
 
     # -- modes --------------------------------------------------------------------------
 
@@ -276,6 +292,22 @@ class Detector(nn.Module):
         super().train(mode)
         if self.freeze_bn:
             freeze_batchnorm(self.encoder)
+        if self.frozen:
+            self.encoder.eval()
+        return self
+
+    frozen = False  # set by ``freeze_encoder``
+
+    def freeze_encoder(self) -> Detector:
+        """Fix the encoder's weights (and its BatchNorm statistics): only the head trains.
+
+        ``encode`` is then a pure function of the input, which is what lets its maps be
+        cached (``models.features``).
+        """
+        self.frozen = True
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(False)
+        self.encoder.eval()
         return self
 
     def mc_dropout(self, enabled: bool = True) -> Detector:

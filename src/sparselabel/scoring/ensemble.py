@@ -32,9 +32,10 @@ from torch import Tensor
 
 from sparselabel.config import Config
 from sparselabel.data.dataset import Video
+from sparselabel.data.windows import window_batches
 from sparselabel.errors import SparseLabelError
 from sparselabel.scoring.mc_dropout import VideoScores, _scatter, frame_stats, pooled_features
-from sparselabel.scoring.predict import VideoPrediction, predict_video, window_batches
+from sparselabel.scoring.predict import VideoPrediction, predict_video
 from sparselabel.train.clips import ClipSpec
 from sparselabel.train.trainer import (
     FINAL,
@@ -117,23 +118,25 @@ class _MeanOfMembers(torch.nn.Module):
         super().__init__()
         self.members = torch.nn.ModuleList(models)
 
-    def forward(self, clip: Tensor) -> _MeanOutput:
-        outputs = [m(clip) for m in self.members]
+    def forward(self, clip: Tensor, labels: Tensor | None = None) -> _MeanOutput:
+        outputs = [m(clip, labels=labels) for m in self.members]
         fg = torch.stack([torch.sigmoid(o.fg_logits.float()) for o in outputs]).mean(0)
         scores = torch.stack([o.class_scores.float() for o in outputs]).mean(0)
         return _MeanOutput(torch.logit(fg), scores)
 
 
 def ensemble_predict_video(models: list[torch.nn.Module], video: Video, spec: ClipSpec, device: torch.device,
-                           batch_size: int = 8, bf16: bool = False) -> VideoPrediction:
+                           batch_size: int = 8, bf16: bool = False, cache=None,
+                           label: int | None = None) -> VideoPrediction:
     """The members' mean foreground probability per frame and mean class scores (dropout off).
 
-    One member is exactly ``predict_video`` of that model.
+    One member is exactly ``predict_video`` of that model (``cache`` and ``label`` as there;
+    members share one frozen encoder, so one cache serves them all).
     """
     for model in models:
         model.eval()
     model = models[0] if len(models) == 1 else _MeanOfMembers(models)
-    return predict_video(model, video, spec, device, batch_size, bf16)
+    return predict_video(model, video, spec, device, batch_size, bf16, cache, label)
 
 
 @torch.no_grad()

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sparselabel.data.dataset import Video
-from sparselabel.scoring.predict import prediction_path, window_batches
+from sparselabel.scoring.predict import input_batches, prediction_path
 from sparselabel.train.clips import ClipSpec
 
 if TYPE_CHECKING:
@@ -113,12 +113,13 @@ def per_video_seed(seed: int, video_id: str) -> int:
 @torch.no_grad()
 def score_video(model: torch.nn.Module, video: Video, spec: ClipSpec, device: torch.device,
                 passes: int = 10, tau: float = 0.9, batch_size: int = 8, seed: int = 0,
-                pass_chunk: int | None = None, bf16: bool = False) -> VideoScores:
+                pass_chunk: int | None = None, bf16: bool = False, cache=None) -> VideoScores:
     """U, entropy and mean foreground of every frame of ``video`` (deterministic given ``seed``),
     and the video's feature vector (see the module doc).
 
     ``pass_chunk`` passes share one batched ``decode_head`` call (None: all ``passes``;
-    1: a plain loop of T calls). The model is left in eval mode.
+    1: a plain loop of T calls). ``cache``: the model's frozen-encoder ``FeatureCache``, read
+    instead of running ``encode``. The model is left in eval mode.
     """
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
@@ -129,9 +130,9 @@ def score_video(model: torch.nn.Module, video: Video, spec: ClipSpec, device: to
     try:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(per_video_seed(seed, video.id))
-            for clips, windows in window_batches(video, spec, batch_size):
+            for clips, windows in input_batches(video, spec, device, batch_size, cache):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
-                    encoded = model.encode(clips.to(device))
+                    encoded = clips if cache is not None else model.encode(clips)
                     logits = mc_decode(model, encoded, passes, pass_chunk)
                 pooled.append(pooled_features(encoded))
                 _scatter(stats, frame_stats(logits.flatten(1, 2), tau), windows, spec.length)

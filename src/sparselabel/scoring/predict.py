@@ -13,17 +13,15 @@ threshold we use) and the class scores averaged over windows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sparselabel.data.dataset import Video
-from sparselabel.train.clips import ClipSpec
+from sparselabel.data.windows import ClipSpec, window_batches
 
 
 @dataclass
@@ -50,38 +48,30 @@ def prediction_path(folder: Path, video_id: str) -> Path:
     return Path(folder) / f"{quote(video_id, safe='')}.npz"
 
 
-def video_windows(num_frames: int, spec: ClipSpec) -> Iterator[np.ndarray]:
-    """Frame indices of windows that together predict every frame exactly once (see module doc)."""
-    for phase in range(min(spec.stride, num_frames)):
-        frames = np.arange(phase, num_frames, spec.stride)
-        for start in range(0, len(frames), spec.length):
-            window = frames[start : start + spec.length]
-            yield np.concatenate([window, np.repeat(window[-1:], spec.length - len(window))])
-
-
-def window_batches(video: Video, spec: ClipSpec, batch_size: int) -> Iterator[tuple[torch.Tensor, list[np.ndarray]]]:
-    """Batches of resized clips (B, 3, T, h, w) in [-1, 1], with their frame indices."""
-    frames = video.frames()
-    windows = list(video_windows(video.num_frames, spec))
-    for start in range(0, len(windows), batch_size):
-        chunk = windows[start : start + batch_size]
-        clips = torch.from_numpy(np.stack([frames[w] for w in chunk])).permute(0, 4, 1, 2, 3).float()
-        clips = clips / 127.5 - 1.0
-        b, c, t, h, w = clips.shape
-        flat = clips.transpose(1, 2).reshape(b * t, c, h, w)
-        flat = F.interpolate(flat, size=spec.size, mode="bilinear", align_corners=False)
-        yield flat.reshape(b, t, c, *spec.size).transpose(1, 2).contiguous(), chunk
+def input_batches(video: Video, spec: ClipSpec, device: torch.device, batch_size: int, cache=None):
+    """(clips on ``device``, or their cached ``EncodedClip``; window frame indices) per batch."""
+    if cache is not None:
+        yield from cache.batches(video, device, batch_size)
+        return
+    for clips, windows in window_batches(video, spec, batch_size):
+        yield clips.to(device), windows
 
 
 @torch.no_grad()
 def predict_video(model: torch.nn.Module, video: Video, spec: ClipSpec, device: torch.device,
-                  batch_size: int = 8, bf16: bool = False) -> VideoPrediction:
-    """Foreground probabilities of every frame and mean class scores (model in eval mode)."""
+                  batch_size: int = 8, bf16: bool = False, cache=None, label: int | None = None) -> VideoPrediction:
+    """Foreground probabilities of every frame and mean class scores (model in eval mode).
+
+    ``cache``: a ``FeatureCache`` of the model's frozen encoder, read instead of encoding.
+    ``label``: decode the foreground with this class instead of the predicted one (a pool
+    video's class is known); the class scores stay the model's.
+    """
     fg = np.zeros((video.num_frames, *spec.size), dtype=np.float32)
     scores, count = None, 0
-    for clips, windows in window_batches(video, spec, batch_size):
+    for clips, windows in input_batches(video, spec, device, batch_size, cache):
+        labels = None if label is None else torch.full((len(windows),), label, dtype=torch.long, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
-            out = model(clips.to(device))
+            out = model(clips, labels=labels)
         probs = torch.sigmoid(out.fg_logits.float()).cpu().numpy()
         for window, prob in zip(windows, probs, strict=True):
             real = np.r_[True, window[1:] != window[:-1]]  # drop the padding repeats

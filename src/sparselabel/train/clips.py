@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from sparselabel.data.dataset import Video
 from sparselabel.data.video import DEFAULT_CACHE, FrameCache
+from sparselabel.data.windows import ClipSpec
 from sparselabel.labels.ledger import FrameAnnotation
 from sparselabel.labels.pseudo import frame_weights, pseudo_boxes, pseudo_masks
 
@@ -74,21 +75,6 @@ def paint_box(canvas: np.ndarray, box: Sequence[float]) -> None:
     height, width = canvas.shape
     x1, y1, x2, y2 = np.round(np.asarray(box)).astype(int)
     canvas[max(y1, 0) : min(y2, height), max(x1, 0) : min(x2, width)] = 1.0
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """How clips are cut and shaped: ``length`` frames ``stride`` apart, resized to ``size``."""
-
-    length: int = 8
-    stride: int = 2
-    size: tuple[int, int] = (112, 112)  # (H, W) fed to the model
-    min_crop: float = 0.8  # random crop keeps at least this fraction of each side
-    flip: bool = True
-
-    @property
-    def span(self) -> int:
-        return (self.length - 1) * self.stride + 1
 
 
 def clip_frames(start: int, spec: ClipSpec, num_frames: int) -> np.ndarray:
@@ -194,3 +180,41 @@ def resize_target(target: torch.Tensor, crop: tuple[int, int, int, int], flip: b
     if flip:
         target = target.flip(-1)
     return F.interpolate(target[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+class CachedWindowDataset(torch.utils.data.Dataset):
+    """Training items of a frozen encoder: cached inference windows with targets and weights.
+
+    The encoder's maps come from a ``FeatureCache``, so an item is one of the fixed
+    ``video_windows`` (not a clip drawn at random) and is not cropped or flipped: the
+    stored maps are of the whole, unflipped frames. Only windows that hold a frame
+    of positive weight are items. An item holds ``fine``, ``mid``, ``deep`` (float32
+    maps of one window), ``target`` (T, H, W) at the model's input size, ``weight``,
+    ``annotated`` and ``label``, as ``SparseClipDataset`` does.
+    """
+
+    def __init__(self, labels: Sequence[VideoLabels], cache, spec: ClipSpec):
+        self.labels = {lab.video.id: lab for lab in labels if lab.annotated.size}
+        self.cache, self.spec = cache, spec
+        self.items: list[tuple[str, int]] = []
+        for vid, lab in self.labels.items():
+            windows, _ = cache.windows(vid)
+            self.items += [(vid, k) for k, w in enumerate(windows) if lab.weights[w].max() > 0]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        vid, k = self.items[key[1] if isinstance(key, tuple) else key]
+        lab = self.labels[vid]
+        windows, maps = self.cache.windows(vid)
+        frames_idx = windows[k]
+        target = torch.from_numpy(lab.targets[frames_idx])
+        full = (0, 0, lab.video.height, lab.video.width)
+        return {
+            **{name: torch.from_numpy(np.asarray(m[k], dtype=np.float32)) for name, m in maps.items()},
+            "target": resize_target(target, full, False, self.spec.size),
+            "weight": torch.from_numpy(lab.weights[frames_idx]).float(),
+            "annotated": torch.from_numpy(np.isin(frames_idx, lab.annotated)),
+            "label": torch.tensor(lab.video.label, dtype=torch.long),
+        }

@@ -102,9 +102,12 @@ def detector_loss(
     """classification + ``localization_weight`` x localisation, and both parts for logging.
 
     ``output`` is a ``DetectorOutput`` (``class_scores``, ``fg_logits``); ``labels`` (B,)
-    the video-level classes. Returns ``(total, {"classification": ..., "localization": ...})``.
+    the video-level classes. An output with ``class_logits`` (the conv head) is classified
+    with cross-entropy on them instead of ``classification``. Returns ``(total, {"classification": ..., "localization": ...})``.
     """
-    if classification == "margin":
+    if getattr(output, "class_logits", None) is not None:  # the conv head: cross-entropy on its logits
+        cls = F.cross_entropy(output.class_logits.float(), labels.long())
+    elif classification == "margin":
         cls = margin_loss(output.class_scores, labels, **classification_options)
     elif classification == "spread":
         cls = spread_loss(output.class_scores, labels, **classification_options)

@@ -30,8 +30,15 @@ from tqdm import tqdm
 from sparselabel.config import Config, TrainConfig
 from sparselabel.errors import SparseLabelError
 from sparselabel.faults import fault_point
-from sparselabel.models import build_detector
-from sparselabel.train.clips import ClipSpec, SparseClipDataset, VideoLabels, video_labels
+from sparselabel.models import EncodedClip, detector_from_config
+from sparselabel.models.features import FeatureCache
+from sparselabel.train.clips import (
+    CachedWindowDataset,
+    ClipSpec,
+    SparseClipDataset,
+    VideoLabels,
+    video_labels,
+)
 from sparselabel.train.losses import consistency_loss, detector_loss, ramp
 
 CHECKPOINT, FINAL, METRICS = "checkpoint.pt", "model.pt", "metrics.jsonl"
@@ -145,31 +152,38 @@ def train_workspace(workspace, config: Config | None = None, run_name: str | Non
 
         encoder = pretrained_encoder(workspace.root, config)
     return train(labels, len(workspace.ledger.classes), config, run_dir, restart=restart, init_from=init_from,
-                 init_encoder=encoder)
+                 init_encoder=encoder, features_root=workspace.root)
 
 
 def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: Path,
-          restart: bool = False, init_from: Path | None = None, init_encoder: Path | None = None) -> TrainResult:
-    """The training loop; see the module docstring for what makes it resumable."""
+          restart: bool = False, init_from: Path | None = None, init_encoder: Path | None = None,
+          features_root: Path | None = None) -> TrainResult:
+    """The training loop; see the module docstring for what makes it resumable.
+
+    With ``model.freeze_encoder`` only the head trains, on the encoder maps cached under
+    ``features_root`` (default: the folder above ``runs/``), computed first if missing.
+    """
     cfg, env = config.train, dist_env()
     device = pick_device(cfg.device, env)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(step_seed(config.seed, 0, 0, 1))  # identical initial weights on every rank
-    model = build_detector(config.model.encoder, num_classes=num_classes, pretrained=config.model.pretrained,
-                           dropout=config.model.dropout).to(device)
+    model = detector_from_config(config.model, num_classes).to(device)
     if init_encoder is not None and init_from is None:  # init_from's weights include the encoder
         model.encoder.load_state_dict(torch.load(init_encoder, map_location=device, weights_only=True))
     if init_from is not None:
         model.load_state_dict(torch.load(init_from, map_location=device, weights_only=True))
+    if config.model.freeze_encoder:
+        model.freeze_encoder()
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0 if restart else load_checkpoint(run_dir / CHECKPOINT, model, optimizer, device)
     if start >= cfg.steps:
         return TrainResult(run_dir, start, last_logged_loss(run_dir / METRICS))
     if env.is_main:
         truncate_metrics(run_dir / METRICS, start)
-    dataset = SparseClipDataset(labels, clip_spec(config), cfg.clips_per_video, config.seed, cfg.augment)
+    dataset = training_dataset(labels, config, model, device, env, features_root or run_dir.parent.parent)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=StepBatches(len(dataset), cfg, config.seed, env, start),
         num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
@@ -184,6 +198,32 @@ def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: 
     return TrainResult(run_dir, cfg.steps, loss)
 
 
+def training_dataset(labels: list[VideoLabels], config: Config, model, device, env: DistEnv, root: Path):
+    """Clips drawn around annotated frames, or, with a frozen encoder, its cached windows."""
+    cfg = config.train
+    if not config.model.freeze_encoder:
+        return SparseClipDataset(labels, clip_spec(config), cfg.clips_per_video, config.seed, cfg.augment)
+    if cfg.consistency_weight > 0:
+        raise SparseLabelError("train.consistency_weight needs clips to flip; it does not work with "
+                               "model.freeze_encoder=true (cached maps are of unflipped frames)")
+    cache = feature_cache(root, model, config)
+    cache.ensure([lab.video for lab in labels], device, cfg.batch_size, env.rank, env.world)
+    return CachedWindowDataset(labels, cache, clip_spec(config, augment=False))
+
+
+def feature_cache(root: Path, model, config: Config) -> FeatureCache:
+    """The workspace's cache of ``model``'s frozen encoder maps."""
+    return FeatureCache(root, model, config.model.encoder, clip_spec(config, augment=False),
+                        config.model.feature_cache_gb)
+
+
+def model_inputs(batch: dict) -> torch.Tensor | EncodedClip:
+    """A batch's clips, or its cached encoder maps as an ``EncodedClip``."""
+    if "deep" not in batch:
+        return batch["clip"]
+    return EncodedClip(batch["fine"], batch["mid"], batch["deep"], tuple(batch["target"].shape[1:]))
+
+
 def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, device, run_dir: Path, start: int):
     cfg = config.train
     use_bf16 = cfg.bf16 and device.type == "cuda"
@@ -196,10 +236,10 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            if cfg.channels_last:
+            if cfg.channels_last and "clip" in batch:
                 batch["clip"] = batch["clip"].contiguous(memory_format=torch.channels_last_3d)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                output = net(batch["clip"], labels=batch["label"])
+                output = net(model_inputs(batch), labels=batch["label"])
             total, parts = detector_loss(output, batch["label"], batch["target"], batch["weight"],
                                          localization_weight=cfg.localization_weight,
                                          weight_total=global_weight_total(batch["weight"], env))
@@ -347,7 +387,8 @@ def load_trained(run_dir: Path, config: Config, num_classes: int, device: torch.
     path = run_dir / weights
     if not path.exists():
         raise SparseLabelError("no trained model here; run `sparselabel train` first", path)
-    model = build_detector(config.model.encoder, num_classes=num_classes, pretrained=False,
-                           dropout=config.model.dropout, freeze_bn=config.model.pretrained)
+    model = detector_from_config(config.model, num_classes, pretrained=False)
     model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    if config.model.freeze_encoder:
+        model.freeze_encoder()
     return model.to(device).eval()

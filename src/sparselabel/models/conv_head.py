@@ -1,0 +1,58 @@
+"""A plain convolutional head: the fast alternative to the capsule head (``model.head=conv``).
+
+The same interface as the capsule head (``Detector.decode_head``): encoder maps in,
+class scores and per-frame foreground logits out, with the two MC-dropout layers
+in the same places (after the encoder, before the last layer). What differs:
+
+* localisation is class-agnostic: a small U-Net decoder, deep -> mid -> fine with a
+  3x3x3 conv at each level, a 1x1 conv to logits at the fine map's resolution, then
+  trilinear upsampling to the input size. No transposed convolutions at input
+  resolution: that is where the capsule decoder spends most of its time.
+* classification pools the mid-level decoder features over the predicted
+  foreground (detached), so the class is read from the actor, not from the
+  background that fills most of the clip; a linear layer gives logits, trained
+  with cross-entropy, and the class scores are their softmax.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from sparselabel.models.detector import EncodedClip
+
+
+def _block(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv3d(in_channels, out_channels, 3, padding=1),
+                         nn.GroupNorm(min(8, out_channels), out_channels), nn.ReLU(inplace=True))
+
+
+class ConvHead(nn.Module):
+    def __init__(self, channels: tuple[int, int, int], num_classes: int, width: int = 64, dropout: float = 0.5):
+        super().__init__()
+        fine_ch, mid_ch, deep_ch = channels
+        self.feature_dropout = nn.Dropout3d(dropout)
+        self.deep = nn.Sequential(nn.Conv3d(deep_ch, width, 1), nn.ReLU(inplace=True))
+        self.mid = _block(width + mid_ch, width)
+        self.fine = _block(width + fine_ch, width // 2)
+        self.head_dropout = nn.Dropout3d(dropout)
+        self.to_logits = nn.Conv3d(width // 2, 1, 1)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, features: EncodedClip) -> tuple[Tensor, Tensor]:
+        """(class logits (B, C), foreground logits (B, T, H, W)) of encoded clips."""
+        x = self.deep(self.feature_dropout(features.deep))
+        x = F.interpolate(x, size=features.mid.shape[-3:], mode="trilinear", align_corners=False)
+        mid = self.mid(torch.cat([x, features.mid], dim=1))
+        x = F.interpolate(mid, size=features.fine.shape[-3:], mode="trilinear", align_corners=False)
+        x = self.fine(torch.cat([x, features.fine], dim=1))
+        logits = self.to_logits(self.head_dropout(x))
+        weight = torch.sigmoid(F.interpolate(logits.detach().float(), size=mid.shape[-3:], mode="trilinear",
+                                             align_corners=False)).to(mid.dtype)
+        pooled = (mid * weight).sum(dim=(2, 3, 4)) / weight.sum(dim=(2, 3, 4)).clamp(min=1e-3)
+        fg = F.interpolate(logits, size=features.size, mode="trilinear", align_corners=False)[:, 0]
+        return self.classifier(pooled), fg
