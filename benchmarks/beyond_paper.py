@@ -5,10 +5,11 @@
     python benchmarks/beyond_paper.py --table         # only the comparison table, from the results
 
 The same data, model, training and budget as Table 1 of benchmarks/synthetic_asl.py
-(2% random initial labels, two cycles of 4%, the demo's small model), whose
+(1% random initial labels, two cycles of 4.5%, the demo's data and recipe), whose
 APU + MGW rows are the baseline: every option is off there. One option per grid,
-3 seeds each. Results: benchmarks/results/beyond-<name>/results.md, and all of them
-against the baseline in benchmarks/results/beyond-paper.md.
+3 seeds each. Results: benchmarks/results/beyond-medium-<name>/results.md, and all of
+them against the baseline in benchmarks/results/beyond-paper-medium.md (the folders
+without "medium" hold issue 8's runs on the earlier data and recipe).
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ from pathlib import Path
 
 from synthetic_asl import DATA, SETTINGS
 
-from sparselabel.data.synthetic import SynthConfig, generate
+from sparselabel.data.synthetic import generate, synth_config
+from sparselabel.demo import DIFFICULTY
 from sparselabel.loop.experiment import Experiment, format_summary, run_experiment
 from sparselabel.loop.workspace import POOL, Workspace
 
 HERE = Path(__file__).parent
 # Six pool videos of another synthetic draw (ids prefixed "new-"), joining the pool before cycle 1.
-STREAM = HERE / "data" / "synthetic-6v-seed1-stream"
+STREAM = HERE / "data" / f"synthetic-{DIFFICULTY}-6v-seed1-stream"
+# Results of the current default data and recipe; the folders without the difficulty hold
+# the runs of issue 8 (the "hard" data and the capsule recipe), kept as they were measured.
+TAG = f"beyond-{DIFFICULTY}"
 SEEDS = [0, 1, 2]
 APU = {"selection.strategy": ["apu"], "train.loss": ["mgw"]}
 GRIDS = {
@@ -53,9 +58,9 @@ def comparison_table() -> str:
     def cell(ms: list) -> str:
         return "-" if ms[0] is None else f"{100 * ms[0]:.2f} ± {100 * ms[1]:.2f}"
 
-    groups = {"baseline (APU, MGW)": rows("synthetic-strategies")["selection.strategy=apu,train.loss=mgw"]}
+    groups = {"baseline (APU, MGW)": rows(f"synthetic-{DIFFICULTY}-strategies")["selection.strategy=apu,train.loss=mgw"]}
     for name in GRIDS:
-        for key, group in rows(f"beyond-{name}").items():
+        for key, group in rows(f"{TAG}-{name}").items():
             options = [kv.split("=")[0] + "=[6 new videos]" if kv.startswith("loop.add_videos") else kv
                        for kv in key.split(",") if kv not in ("selection.strategy=apu", "train.loss=mgw")]
             groups[f"{name}: {', '.join(options)}"] = group
@@ -70,7 +75,7 @@ def comparison_table() -> str:
 
 def stream_share() -> str:
     """How much of the APU selection made after the stream joined went to its videos."""
-    runs = sorted((HERE / "results" / "beyond-growing-pool" / "runs").glob("*"))
+    runs = sorted((HERE / "results" / f"{TAG}-growing-pool" / "runs").glob("*"))
     lines = []
     for root in runs:
         with Workspace.open(root) as ws:
@@ -90,9 +95,9 @@ def main(names: list[str]) -> None:
     else:
         run_grids(names)
     table = comparison_table()
-    if (HERE / "results" / "beyond-growing-pool" / "runs").is_dir():
+    if (HERE / "results" / f"{TAG}-growing-pool" / "runs").is_dir():
         table += "\n" + stream_share() + "\n"
-    (HERE / "results" / "beyond-paper.md").write_text(table)
+    (HERE / "results" / f"beyond-paper-{DIFFICULTY}.md").write_text(table)
     print(table)
 
 
@@ -101,14 +106,14 @@ def run_grids(names: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown grids {sorted(unknown)}; choose from {', '.join(GRIDS)}")
     if not (DATA / "dataset.json").exists():
-        generate(DATA, num_videos=24, seed=0)
+        generate(DATA, num_videos=160, seed=0, config=synth_config(DIFFICULTY))
     names = names or list(GRIDS)
     if "growing-pool" in names and not (STREAM / "dataset.json").exists():
-        generate(STREAM, num_videos=6, seed=1, config=SynthConfig(test_fraction=0.0), prefix="new-")
+        generate(STREAM, num_videos=6, seed=1, config=synth_config(DIFFICULTY, test_fraction=0.0), prefix="new-")
     for name in names:
         grid = {**GRIDS[name], "seed": SEEDS}
-        exp = Experiment.create(f"beyond-{name}", {**SETTINGS, "dataset.path": str(DATA)}, grid, workers=2)
-        summary = run_experiment(exp, HERE / "results" / f"beyond-{name}")
+        exp = Experiment.create(f"{TAG}-{name}", {**SETTINGS, "dataset.path": str(DATA)}, grid, workers=2)
+        summary = run_experiment(exp, HERE / "results" / f"{TAG}-{name}")
         print(format_summary(summary))
 
 

@@ -34,10 +34,7 @@ def model_scores(workspace: Workspace, run: str, link: LinkConfig) -> dict[str, 
     """f-mAP@0.5 and v-mAP at each IoU of one run's stored test predictions."""
     videos = videos_of(workspace, TEST)
     folder = workspace.root / "predictions" / run
-    predictions = {}
-    for vid in videos:
-        p = VideoPrediction.load(folder, vid)
-        predictions[vid] = (p.fg, p.class_scores, p.size)
+    predictions = {vid: VideoPrediction.load(folder, vid).as_input() for vid in videos}
     frame_dets, tube_dets = act_detections(predictions, videos, link)
     gt = workspace.dataset.act_gttubes(videos)
     out = {"f-mAP@0.5": frame_map(gt, frame_dets, videos, 0.5)[0]}

@@ -6,7 +6,9 @@
 On a GPU: the paper's I3D-capsule model at batch 8 x 8 x 224 x 224, step by step
 (fp32, bf16 autocast, + channels-last 3D, + torch.compile, + DataLoader
 workers), and the small model. On a CPU: the small model at 8 x 96 x 96 and
-the I3D-capsule model at a reduced size. Each variant runs in its own process
+the I3D-capsule model at a reduced size. On both, the frozen encoder reading its
+feature cache (computed before the first step, not counted) against the same model
+fine-tuned whole. Each variant runs in its own process
 through the real trainer (``sparselabel.train.trainer.train``) on a synthetic
 workspace, so clips/s counts decoding, augmentation and the optimiser step;
 the first steps (compilation, cuDNN autotuning) are excluded. Prints a table
@@ -30,6 +32,8 @@ import torch
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 
 GPU_I3D = ["model.encoder=i3d", "model.pretrained=false", "model.input_size=[224,224]", "train.batch_size=8"]
+CPU_I3D_CONV = ["model.encoder=i3d", "model.pretrained=true", "model.head=conv", "model.input_size=[112,112]",
+                "train.batch_size=2"]
 VARIANTS = {
     "cuda": [
         ("i3d fp32", GPU_I3D + ["train.bf16=false"]),
@@ -39,11 +43,15 @@ VARIANTS = {
         ("i3d bf16 + channels-last + compile + 8 workers", GPU_I3D + ["train.bf16=true", "train.channels_last=true",
                                                                        "train.compile=true", "train.num_workers=8"]),
         ("small3d bf16 96px", ["model.encoder=small3d", "model.input_size=[96,96]", "train.batch_size=8", "train.num_workers=8"]),
+        ("i3d bf16 frozen encoder + feature cache", GPU_I3D + ["train.bf16=true", "model.freeze_encoder=true"]),
     ],
     "cpu": [
         ("small3d fp32 96px", ["model.encoder=small3d", "model.input_size=[96,96]", "train.batch_size=8"]),
         ("i3d fp32 reduced (batch 2, 8x112x112)", ["model.encoder=i3d", "model.pretrained=false",
                                                    "model.input_size=[112,112]", "train.batch_size=2"]),
+        # Frozen against full fine-tuning: the same model (Kinetics I3D + conv head), input and batch.
+        ("i3d conv head, full fine-tuning (batch 2, 112px)", CPU_I3D_CONV),
+        ("i3d conv head, frozen + feature cache (batch 2, 112px)", CPU_I3D_CONV + ["model.freeze_encoder=true"]),
     ],
 }
 

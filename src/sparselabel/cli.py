@@ -220,9 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo, "The main job on the embedded synthetic data: APU and random selection side by side "
                "for a few cycles (CPU, minutes), with a report.")
     demo.add_argument("--out", default="sparselabel-demo", help="folder for data and workspace (default: %(default)s)")
-    demo.add_argument("--videos", type=int, default=24, help="synthetic videos to generate (default: %(default)s)")
+    demo.add_argument("--videos", type=int, default=160, help="synthetic videos to generate (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="seed for data and selection (default: %(default)s)")
-    demo.add_argument("--cycles", type=int, default=3, help="selection cycles per strategy (default: %(default)s)")
+    demo.add_argument("--cycles", type=int, default=2, help="selection cycles per strategy (default: %(default)s)")
     demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. labels.initial_percent=5")
 
     synth = add("synth", cmd_synth, "Generate a synthetic action-detection dataset (sparselabel's own format).")
@@ -231,11 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     synth.add_argument("--prefix", default="", help="put before every video id (e.g. b_ gives b_syn_0000), "
                        "so datasets of other seeds can join one pool (default: none)")
-    synth.add_argument("--difficulty", default="hard", choices=("easy", "medium", "hard"),
-                       help="easy: one actor, no distractors, occluders or camera motion; medium: 1-2 smaller "
-                       "actors, at most one distractor; hard: 1-3 actors, 0-2 distractors and occluders, "
-                       "camera pan and zoom (default: %(default)s)")
-    synth.add_argument("--size", type=int, help="frame width and height in pixels (default: 96)")
+    synth.add_argument("--difficulty", default="medium", choices=("easy", "medium", "hard"),
+                       help="easy: 4 classes, one actor, no distractors, occluders or camera motion, 64x64; "
+                       "medium (the demo's): 4 classes, 1-2 smaller actors, at most one (standing) distractor "
+                       "and one occluder, tempo changes, camera pan and zoom, 64x64; hard: 8 classes, 1-3 "
+                       "actors, 0-2 wandering distractors and occluders, 96x96 (default: %(default)s)")
+    synth.add_argument("--size", type=int, help="frame width and height in pixels (default: the difficulty's)")
 
     init = add("init", cmd_init, "Create a workspace for a dataset and make the initial random sparse labels.")
     init.add_argument("workspace", help="folder to create")

@@ -52,6 +52,7 @@ class ModelConfig:
     # on disk under WORKSPACE/features/ (models/features.py), read by training, prediction and scoring.
     freeze_encoder: bool = False
     feature_cache_gb: float = 20.0  # the cache is refused before computing if it would be larger
+    widths: list[int] = field(default_factory=list)  # small3d: channels of its 3 stages; empty: 16, 32, 64
     primary_kernel: int = 0  # capsule head: primary-capsule kernel; 0: the encoder's (9 for i3d, 3 for small3d)
 
 
@@ -64,8 +65,12 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     localization_weight: float = 1.0
+    # Train the classifier only on clips whose labelled frames show an actor (false: on every
+    # clip, as the paper does; its videos show the actor almost throughout).
+    classify_actor_clips: bool = False
     clips_per_video: int = 4  # items per video in one pass over the pool
     augment: bool = True
+    colour_jitter: bool = False  # with augment: random channel order, gain, shift and negation per clip
     num_workers: int = 0  # DataLoader workers
     bf16: bool = True  # autocast on CUDA
     compile: bool = False  # torch.compile the model
@@ -129,6 +134,7 @@ class LoopConfig:
     # encoder, so a cycle's model depends only on its labels and strategies compare fairly.
     # true: start from the previous cycle's weights (cheaper; needs fewer train.steps).
     warm_start: bool = False
+    warm_start_steps: int = 0  # with warm_start: train.steps of the cycles after 0 (0: train.steps)
     dense_recovery: bool = True  # also score the model on the pool's unannotated frames
     # A growing pool, from the config: these datasets' videos join the pool before cycle
     # ``add_at_cycle`` is trained (as ``sparselabel add-videos`` does by hand).

@@ -31,6 +31,21 @@ def sparselabel(*args: str) -> list[str]:
     return [sys.executable, "-m", "sparselabel", *args]
 
 
+def train_one_and_two_processes(workspace: Path, tmp_path: Path, port: int, common: list[str]) -> Path:
+    """Train a copy of ``workspace`` in one process and ``workspace`` itself under torchrun with 2
+    gloo processes (one thread each); returns the copy."""
+    single = tmp_path / "ws-single"
+    shutil.copytree(workspace, single)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(sparselabel("train", str(single), *common), check=True, capture_output=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+         "-m", "sparselabel", "train", str(workspace), *common],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return single
+
+
 def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -67,20 +82,24 @@ def _lines(run: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_two_gloo_processes_follow_one_process_with_the_doubled_batch(workspace, tmp_path):
-    single = tmp_path / "ws-single"
-    shutil.copytree(workspace, single)
     # Dropout off and a moderate lr: this tiny problem amplifies float reduction-order noise
     # (even one process with 1 vs 2 threads drifts apart within a few steps at lr 3e-3).
-    common = ["train.steps=8", "train.lr=0.0005", "model.dropout=0.0", "train.augment=false"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(sparselabel("train", str(single), *common), check=True, capture_output=True, env=env)
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-         "-m", "sparselabel", "train", str(workspace), *common],
-        capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    single = train_one_and_two_processes(workspace, tmp_path, 29531,
+                                         ["train.steps=8", "train.lr=0.0005", "model.dropout=0.0", "train.augment=false"])
     ddp = [m["loss"] for m in metrics(workspace / "runs" / "cycle-000")]
     one = [m["loss"] for m in metrics(single / "runs" / "cycle-000")]
     assert len(ddp) == len(one) == 8
     np.testing.assert_allclose(ddp, one, rtol=1e-4)
     assert (workspace / "runs" / "cycle-000" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_write_the_feature_cache_of_one_process(workspace, tmp_path):
+    """Under torchrun each rank caches its share of the videos; together, exactly one process's files."""
+    single = train_one_and_two_processes(workspace, tmp_path, 29533,
+                                         ["train.steps=2", "model.freeze_encoder=true", "model.head=conv"])
+    one = sorted((single / "features").rglob("*.npy"))
+    two = sorted((workspace / "features").rglob("*.npy"))
+    assert [p.relative_to(single) for p in one] == [p.relative_to(workspace) for p in two] and one
+    for a, b in zip(one, two, strict=True):
+        assert np.array_equal(np.load(a), np.load(b)), a.name

@@ -251,10 +251,14 @@ class SynthConfig:
 # (benchmarks/learning_curve.py prints that ceiling): 50.7% f-mAP / 38.8% v-mAP@0.5 for
 # "hard" at 64 x 64, 82.4% / 76.4% with 1-2 smaller actors ("medium"), 100% with one actor.
 DIFFICULTIES: dict[str, dict] = {
-    "easy": {"actors": (1, 1), "distractors": (0, 0), "occluders": (0, 0), "camera_pan": 0.0,
-             "camera_zoom": (1.0, 1.0)},
-    "medium": {"actors": (1, 2), "actor_scale": (0.08, 0.14), "distractors": (0, 1), "distractor_motion": "still",
-               "motion_scale": 1.5, "tempo_variation": 0.5},
+    "easy": {"width": 64, "height": 64, "min_frames": 32, "max_frames": 48,
+             "classes": ("slide_horizontal", "circle", "spin", "pulse"),
+             "actors": (1, 1), "distractors": (0, 0), "occluders": (0, 0), "camera_pan": 0.0,
+             "camera_zoom": (1.0, 1.0), "motion_scale": 1.5},
+    "medium": {"width": 64, "height": 64, "min_frames": 32, "max_frames": 48,
+               "classes": ("slide_horizontal", "circle", "spin", "pulse"),
+               "actors": (1, 2), "actor_scale": (0.08, 0.14), "distractors": (0, 1), "distractor_motion": "still",
+               "occluders": (0, 1), "motion_scale": 1.5, "tempo_variation": 0.5},
     "hard": {},
 }
 

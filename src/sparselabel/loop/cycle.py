@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sparselabel.config import save_config
@@ -133,7 +133,10 @@ def _train(workspace: Workspace, cycle: int) -> dict:
     previous = workspace.root / "runs" / f"cycle-{cycle - 1:03d}" / FINAL
     init = previous if workspace.config.loop.warm_start and cycle > 0 else None
     check_ensemble(workspace.config)  # before training, not at the score step after it
-    result = train_workspace(workspace, run_name=f"cycle-{cycle:03d}", init_from=init, cycle=cycle)
+    config = workspace.config
+    if init is not None and config.loop.warm_start_steps > 0:  # continuing needs fewer steps than starting
+        config = replace(config, train=replace(config.train, steps=config.loop.warm_start_steps))
+    result = train_workspace(workspace, config, run_name=f"cycle-{cycle:03d}", init_from=init, cycle=cycle)
     train_seed_members(workspace, cycle)  # ensemble.kind=seeds: the other members of this cycle
     return {"steps": result.steps, "loss": result.last_loss}
 

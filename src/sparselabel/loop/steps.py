@@ -118,7 +118,7 @@ def predict_step(workspace: Workspace, run: str | None = None, split: str = "all
         video = workspace.dataset.videos[vid]
         label = video.label if vid in pool and video.label >= 0 else None  # the user's own class for the pool
         ensemble_predict_video(models, video, spec, device, config.train.batch_size, config.train.bf16,
-                               cache, label).save(out)
+                               cache, label, actor_weighted=config.train.classify_actor_clips).save(out)
     write_detections(out, videos, link or config.detection)
     return out
 
@@ -170,8 +170,7 @@ def evaluate_step(workspace: Workspace, run: str | None = None, split: str = TES
 
 
 def _loaded(folder: Path, vid: str):
-    p = VideoPrediction.load(folder, vid)
-    return p.fg, p.class_scores, p.size
+    return VideoPrediction.load(folder, vid).as_input()
 
 
 def _named(mean: float, per_class: dict[int, float], workspace: Workspace) -> dict:

@@ -58,7 +58,11 @@ def detector_from_config(model: ModelConfig, num_classes: int, pretrained: bool 
     ``pretrained=False`` skips loading pretrained weights (the caller loads a run's own);
     BatchNorm is frozen as for the pretrained encoder either way.
     """
-    options = {"primary_kernel": model.primary_kernel} if model.primary_kernel else {}
+    options: dict[str, Any] = {"primary_kernel": model.primary_kernel} if model.primary_kernel else {}
+    if model.widths:
+        if model.encoder != "small3d" or len(model.widths) != 3:
+            raise ValueError(f"model.widths={list(model.widths)}: three stage widths, for model.encoder=small3d only")
+        options["widths"] = tuple(model.widths)
     return build_detector(model.encoder, num_classes=num_classes,
                           pretrained=model.pretrained if pretrained is None else pretrained,
                           dropout=model.dropout, freeze_bn=model.pretrained, head=model.head, **options)

@@ -5,7 +5,7 @@ class scores and per-frame foreground logits out, with the two MC-dropout layers
 in the same places (after the encoder, before the last layer). What differs:
 
 * localisation is class-agnostic: a small U-Net decoder, deep -> mid -> fine with a
-  3x3x3 conv at each level, a 1x1 conv to logits at the fine map's resolution, then
+  3x3x3 conv at the mid level and a 1x3x3 conv at the fine one, a 1x1 conv to logits at the fine map's resolution, then
   trilinear upsampling to the input size. No transposed convolutions at input
   resolution: that is where the capsule decoder spends most of its time.
 * classification pools the mid-level decoder features over the predicted
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from sparselabel.models.detector import EncodedClip
 
 
-def _block(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(in_channels, out_channels, 3, padding=1),
+def _block(in_channels: int, out_channels: int, kernel: tuple[int, int, int] = (3, 3, 3)) -> nn.Sequential:
+    return nn.Sequential(nn.Conv3d(in_channels, out_channels, kernel, padding=tuple(k // 2 for k in kernel)),
                          nn.GroupNorm(min(8, out_channels), out_channels), nn.ReLU(inplace=True))
 
 
@@ -38,7 +38,9 @@ class ConvHead(nn.Module):
         self.feature_dropout = nn.Dropout3d(dropout)
         self.deep = nn.Sequential(nn.Conv3d(deep_ch, width, 1), nn.ReLU(inplace=True))
         self.mid = _block(width + mid_ch, width)
-        self.fine = _block(width + fine_ch, width // 2)
+        # Spatial only at the finest level: time is already mixed below, and a 3x3x3 conv at
+        # half the input resolution cost most of a training step.
+        self.fine = _block(width + fine_ch, width // 2, (1, 3, 3))
         self.head_dropout = nn.Dropout3d(dropout)
         self.to_logits = nn.Conv3d(width // 2, 1, 1)
         self.classifier = nn.Linear(width, num_classes)

@@ -127,16 +127,16 @@ class _MeanOfMembers(torch.nn.Module):
 
 def ensemble_predict_video(models: list[torch.nn.Module], video: Video, spec: ClipSpec, device: torch.device,
                            batch_size: int = 8, bf16: bool = False, cache=None,
-                           label: int | None = None) -> VideoPrediction:
+                           label: int | None = None, actor_weighted: bool = False) -> VideoPrediction:
     """The members' mean foreground probability per frame and mean class scores (dropout off).
 
-    One member is exactly ``predict_video`` of that model (``cache`` and ``label`` as there;
+    One member is exactly ``predict_video`` of that model (``cache``, ``label``, ``actor_weighted`` as there;
     members share one frozen encoder, so one cache serves them all).
     """
     for model in models:
         model.eval()
     model = models[0] if len(models) == 1 else _MeanOfMembers(models)
-    return predict_video(model, video, spec, device, batch_size, bf16, cache, label)
+    return predict_video(model, video, spec, device, batch_size, bf16, cache, label, actor_weighted)
 
 
 @torch.no_grad()

@@ -37,6 +37,10 @@ class VideoPrediction:
         np.savez_compressed(path, fg=fg, class_scores=self.class_scores, size=np.array(self.size))
         return path
 
+    def as_input(self) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """(fg, class scores, video size): what ``act_detections`` takes per video."""
+        return self.fg, self.class_scores, self.size
+
     @classmethod
     def load(cls, folder: Path, video_id: str) -> VideoPrediction:
         with np.load(prediction_path(folder, video_id), allow_pickle=False) as npz:
@@ -59,12 +63,14 @@ def input_batches(video: Video, spec: ClipSpec, device: torch.device, batch_size
 
 @torch.no_grad()
 def predict_video(model: torch.nn.Module, video: Video, spec: ClipSpec, device: torch.device,
-                  batch_size: int = 8, bf16: bool = False, cache=None, label: int | None = None) -> VideoPrediction:
+                  batch_size: int = 8, bf16: bool = False, cache=None, label: int | None = None,
+                  actor_weighted: bool = False) -> VideoPrediction:
     """Foreground probabilities of every frame and mean class scores (model in eval mode).
 
     ``cache``: a ``FeatureCache`` of the model's frozen encoder, read instead of encoding.
     ``label``: decode the foreground with this class instead of the predicted one (a pool
-    video's class is known); the class scores stay the model's.
+    video's class is known); the class scores stay the model's. ``actor_weighted``: average
+    the windows' class scores weighted by their peak foreground probability.
     """
     fg = np.zeros((video.num_frames, *spec.size), dtype=np.float32)
     scores, count = None, 0
@@ -76,7 +82,11 @@ def predict_video(model: torch.nn.Module, video: Video, spec: ClipSpec, device: 
         for window, prob in zip(windows, probs, strict=True):
             real = np.r_[True, window[1:] != window[:-1]]  # drop the padding repeats
             fg[window[real]] = prob[real]
-        batch_scores = out.class_scores.float().sum(0).cpu().numpy()
+        # A window's say in the video's class: 1, or with ``actor_weighted`` its peak foreground
+        # probability, so windows where nobody is seen (their scores are guesses) barely count.
+        weight = (torch.sigmoid(out.fg_logits.float()).flatten(1).amax(1) if actor_weighted
+                  else torch.ones(len(windows), device=out.fg_logits.device))
+        batch_scores = (out.class_scores.float() * weight[:, None]).sum(0).cpu().numpy()
         scores = batch_scores if scores is None else scores + batch_scores
-        count += len(windows)
-    return VideoPrediction(video.id, fg, (scores / count).astype(np.float32), (video.height, video.width))
+        count += float(weight.sum())
+    return VideoPrediction(video.id, fg, (scores / max(count, 1e-6)).astype(np.float32), (video.height, video.width))

@@ -88,7 +88,8 @@ class SparseClipDataset(torch.utils.data.Dataset):
     Item ``i`` is a clip of pool video ``i % n_videos``; its start is drawn among
     the windows that contain at least one annotated frame. An item holds ``clip``
     (3, T, H, W), ``target`` (T, H, W), ``weight`` (T,), ``annotated`` (T,) bool (the
-    frame has an answer) and ``label`` (the video's class).
+    frame has an answer) and ``label`` (the video's class). ``colour`` adds ``colour_jitter``
+    (drawn after the crop and flip, so without it every item is as it always was).
     """
 
     def __init__(
@@ -99,9 +100,11 @@ class SparseClipDataset(torch.utils.data.Dataset):
         seed: int = 0,
         augment: bool = True,
         cache: FrameCache = DEFAULT_CACHE,
+        colour: bool = False,
     ):
         self.labels = [lab for lab in labels if lab.annotated.size]
         self.spec, self.seed, self.augment, self.cache = spec, seed, augment, cache
+        self.colour = colour and augment
         self.clips_per_video = clips_per_video
         self.epoch = 0
 
@@ -120,8 +123,9 @@ class SparseClipDataset(torch.utils.data.Dataset):
         clip = clip_tensor(lab.video.frames(frames_idx, cache=self.cache))
         target = torch.from_numpy(lab.targets[frames_idx])
         crop, flip = random_crop_flip(rng, self.spec, lab.video, self.augment)
+        clip = resize_clip(clip, crop, flip, self.spec.size)
         return {
-            "clip": resize_clip(clip, crop, flip, self.spec.size),
+            "clip": colour_jitter(clip, rng) if self.colour else clip,
             "target": resize_target(target, crop, flip, self.spec.size),
             "weight": torch.from_numpy(lab.weights[frames_idx]).float(),
             # Frames with an answer; the consistency loss works on the others only.
@@ -141,6 +145,20 @@ class SparseClipDataset(torch.utils.data.Dataset):
         if inside.size == 0:
             inside = np.array([max(0, min(anchor, lab.video.num_frames - self.spec.span))])
         return int(rng.choice(inside))
+
+
+def colour_jitter(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """The same random colour change on every frame of a (3, T, H, W) clip in [-1, 1].
+
+    Channels permuted, each scaled (0.6-1.4) and shifted (+-0.3), and half the time the
+    whole clip negated. Colours then tell nothing about the class, which a detector
+    trained on few videos otherwise learns (each video's look is unique) instead of the
+    motion; how things move is untouched.
+    """
+    gain = torch.from_numpy(rng.uniform(0.6, 1.4, size=3)).float()[:, None, None, None]
+    shift = torch.from_numpy(rng.uniform(-0.3, 0.3, size=3)).float()[:, None, None, None]
+    sign = -1.0 if rng.random() < 0.5 else 1.0
+    return (sign * (clip[torch.from_numpy(rng.permutation(3))] * gain + shift)).clamp(-1.0, 1.0)
 
 
 def clip_tensor(frames: np.ndarray) -> torch.Tensor:

@@ -32,6 +32,7 @@ def margin_loss(
     m_plus: float = 0.9,
     m_minus: float = 0.1,
     lam: float = 0.5,
+    weights: Tensor | None = None,
 ) -> Tensor:
     """CapsNet margin loss on activations ``class_scores`` (B, C) in [0, 1], mean over the batch.
 
@@ -43,10 +44,10 @@ def margin_loss(
     target = F.one_hot(labels.long(), scores.shape[1]).to(scores.dtype)
     present = target * F.relu(m_plus - scores).square()
     absent = lam * (1 - target) * F.relu(scores - m_minus).square()
-    return (present + absent).sum(dim=1).mean()
+    return weighted_mean((present + absent).sum(dim=1), weights)
 
 
-def spread_loss(class_scores: Tensor, labels: Tensor, margin: float = 0.2) -> Tensor:
+def spread_loss(class_scores: Tensor, labels: Tensor, margin: float = 0.2, weights: Tensor | None = None) -> Tensor:
     """Spread loss (Hinton et al. 2018): sum over wrong classes i of max(0, m - (a_t - a_i))^2.
 
     The margin is usually raised from 0.2 to 0.9 during training; that schedule belongs
@@ -56,7 +57,26 @@ def spread_loss(class_scores: Tensor, labels: Tensor, margin: float = 0.2) -> Te
     target = F.one_hot(labels.long(), scores.shape[1]).bool()
     true_score = scores[target][:, None]  # (B, 1)
     loss = F.relu(margin - (true_score - scores)).square()
-    return loss.masked_fill(target, 0.0).sum(dim=1).mean()
+    return weighted_mean(loss.masked_fill(target, 0.0).sum(dim=1), weights)
+
+
+def weighted_mean(per_clip: Tensor, weights: Tensor | None = None) -> Tensor:
+    """The mean of per-clip losses, or their ``weights``-weighted mean (0, attached, if all weigh 0)."""
+    if weights is None:
+        return per_clip.mean()
+    weights = weights.to(per_clip.dtype)
+    return (weights * per_clip).sum() / weights.sum().clamp(min=1.0)
+
+
+def actor_clips(targets: Tensor, frame_weights: Tensor) -> Tensor:
+    """(B,) 1.0 for clips whose (pseudo-)labelled frames show an actor, else 0.0.
+
+    The video-level class describes what its actors do; a clip whose labelled frames
+    show nobody (actions fill only part of a video) carries no evidence of it, and
+    training the classifier on it teaches the background to predict the class.
+    """
+    shown = targets.flatten(2).amax(dim=2) >= 0.5  # (B, T)
+    return (shown & (frame_weights > 0)).any(dim=1).to(targets.dtype)
 
 
 def localization_loss(
@@ -97,20 +117,23 @@ def detector_loss(
     localization_weight: float = 1.0,
     classification: str = "margin",
     weight_total: Tensor | None = None,
+    clip_weights: Tensor | None = None,
     **classification_options: float,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """classification + ``localization_weight`` x localisation, and both parts for logging.
 
     ``output`` is a ``DetectorOutput`` (``class_scores``, ``fg_logits``); ``labels`` (B,)
     the video-level classes. An output with ``class_logits`` (the conv head) is classified
-    with cross-entropy on them instead of ``classification``. Returns ``(total, {"classification": ..., "localization": ...})``.
+    with cross-entropy on them instead of ``classification``. ``clip_weights`` (B,) weigh
+    the clips' classification losses (``actor_clips``: only clips that show an actor). Returns ``(total, {"classification": ..., "localization": ...})``.
     """
     if getattr(output, "class_logits", None) is not None:  # the conv head: cross-entropy on its logits
-        cls = F.cross_entropy(output.class_logits.float(), labels.long())
+        per_clip = F.cross_entropy(output.class_logits.float(), labels.long(), reduction="none")
+        cls = weighted_mean(per_clip, clip_weights)
     elif classification == "margin":
-        cls = margin_loss(output.class_scores, labels, **classification_options)
+        cls = margin_loss(output.class_scores, labels, weights=clip_weights, **classification_options)
     elif classification == "spread":
-        cls = spread_loss(output.class_scores, labels, **classification_options)
+        cls = spread_loss(output.class_scores, labels, weights=clip_weights, **classification_options)
     else:
         raise ValueError(f"unknown classification loss {classification!r}; choose {CLASSIFICATION_LOSSES}")
     loc = localization_loss(output.fg_logits, targets, frame_weights, weight_total)

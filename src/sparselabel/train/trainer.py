@@ -39,7 +39,7 @@ from sparselabel.train.clips import (
     VideoLabels,
     video_labels,
 )
-from sparselabel.train.losses import consistency_loss, detector_loss, ramp
+from sparselabel.train.losses import actor_clips, consistency_loss, detector_loss, ramp
 
 CHECKPOINT, FINAL, METRICS = "checkpoint.pt", "model.pt", "metrics.jsonl"
 
@@ -202,7 +202,8 @@ def training_dataset(labels: list[VideoLabels], config: Config, model, device, e
     """Clips drawn around annotated frames, or, with a frozen encoder, its cached windows."""
     cfg = config.train
     if not config.model.freeze_encoder:
-        return SparseClipDataset(labels, clip_spec(config), cfg.clips_per_video, config.seed, cfg.augment)
+        return SparseClipDataset(labels, clip_spec(config), cfg.clips_per_video, config.seed, cfg.augment,
+                                 colour=cfg.colour_jitter)
     if cfg.consistency_weight > 0:
         raise SparseLabelError("train.consistency_weight needs clips to flip; it does not work with "
                                "model.freeze_encoder=true (cached maps are of unflipped frames)")
@@ -240,9 +241,11 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
                 batch["clip"] = batch["clip"].contiguous(memory_format=torch.channels_last_3d)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 output = net(model_inputs(batch), labels=batch["label"])
+            clip_weights = actor_clips(batch["target"], batch["weight"]) if cfg.classify_actor_clips else None
             total, parts = detector_loss(output, batch["label"], batch["target"], batch["weight"],
                                          localization_weight=cfg.localization_weight,
-                                         weight_total=global_weight_total(batch["weight"], env))
+                                         weight_total=global_weight_total(batch["weight"], env),
+                                         clip_weights=clip_weights)
             if cfg.consistency_weight > 0:  # off: no extra pass, the same computation as without it
                 total, parts = add_consistency(model, output, batch, cfg, step, total, parts, use_bf16)
             optimizer.zero_grad(set_to_none=True)

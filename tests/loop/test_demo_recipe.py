@@ -1,0 +1,49 @@
+"""The demo's shortcuts: a shared cycle-0 model, and fewer steps for warm-started cycles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from support import make_tiny_dataset
+
+from sparselabel.config import load_config
+from sparselabel.demo import share_first_model
+from sparselabel.loop.cycle import run_loop, start_loop
+from sparselabel.loop.workspace import Workspace
+from sparselabel.train.trainer import FINAL, METRICS
+
+TINY = ["model.input_size=[32,32]", "model.clip_length=4", "model.head=conv", "train.batch_size=4", "train.steps=4",
+        "labels.initial_percent=10", "selection.passes=2", "selection.budget=5%", "loop.cycles=1"]
+
+
+def workspace(base: Path, name: str, extra: list[str]) -> Workspace:
+    data = base / "data"
+    if not data.exists():
+        make_tiny_dataset(data, num_videos=3, num_frames=20)
+    ws = Workspace.create(base / name, load_config(None, [f"dataset.path={data}", *TINY, *extra]))
+    start_loop(ws)
+    return ws
+
+
+def test_a_second_strategy_reuses_the_identical_cycle_0_model(tmp_path: Path) -> None:
+    apu = workspace(tmp_path, "apu", ["selection.strategy=apu"])
+    run_loop(apu)
+    random = workspace(tmp_path, "random", ["selection.strategy=random"])
+    assert share_first_model(apu, random)
+    own = workspace(tmp_path, "own", ["selection.strategy=random"])
+    run_loop(own)  # trains its own cycle 0: the same weights, which is why sharing is exact
+    for key, value in torch.load(own.root / "runs/cycle-000" / FINAL, weights_only=True).items():
+        assert torch.equal(value, torch.load(random.root / "runs/cycle-000" / FINAL, weights_only=True)[key])
+    other = workspace(tmp_path, "other", ["selection.strategy=random", "train.lr=0.5"])
+    assert not share_first_model(apu, other)  # other training settings: it trains its own
+    assert not share_first_model(apu, random)  # already has one
+
+
+def test_warm_started_cycles_train_warm_start_steps(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "warm", ["loop.warm_start=true", "loop.warm_start_steps=2"])
+    run_loop(ws)
+    steps = [json.loads(line)["step"] for line in (ws.root / "runs/cycle-001" / METRICS).read_text().splitlines()]
+    assert steps == [1, 2]
+    assert len((ws.root / "runs/cycle-000" / METRICS).read_text().splitlines()) == 4

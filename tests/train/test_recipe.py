@@ -1,0 +1,54 @@
+"""The training recipe's options: classifying only clips that show an actor, colour jitter, weighted class scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from support import ArrayVideo
+
+from sparselabel.data.windows import ClipSpec
+from sparselabel.models import build_detector
+from sparselabel.scoring.predict import predict_video
+from sparselabel.train.clips import colour_jitter
+from sparselabel.train.losses import actor_clips, detector_loss, margin_loss
+
+
+def test_actor_clips_are_those_whose_weighted_frames_show_foreground() -> None:
+    targets = torch.zeros(3, 4, 8, 8)
+    targets[0, 1, 2:4, 2:4] = 1.0  # an actor on frame 1, which has weight
+    targets[1, 2, 2:4, 2:4] = 1.0  # an actor on frame 2, which has none
+    weights = torch.tensor([[0, 1, 0, 0], [1, 1, 0, 1], [1, 1, 1, 1]], dtype=torch.float32)
+    assert actor_clips(targets, weights).tolist() == [1.0, 0.0, 0.0]
+
+
+def test_clip_weights_keep_the_classification_loss_to_actor_clips() -> None:
+    scores, labels = torch.rand(3, 4), torch.tensor([0, 1, 2])
+    assert torch.allclose(margin_loss(scores, labels, weights=torch.ones(3)), margin_loss(scores, labels))
+    only_first = margin_loss(scores, labels, weights=torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(only_first, margin_loss(scores[:1], labels[:1]))
+    model = build_detector("small3d", num_classes=4, pretrained=False, head="conv")
+    out = model(torch.randn(2, 3, 4, 16, 16), labels=labels[:2])
+    _, none = detector_loss(out, labels[:2], torch.zeros(2, 4, 16, 16), torch.ones(2, 4), clip_weights=torch.zeros(2))
+    assert float(none["classification"].detach()) == 0.0
+
+
+def test_colour_jitter_changes_colours_alike_on_every_frame_and_stays_in_range() -> None:
+    frame = torch.rand(3, 1, 6, 6) * 2 - 1
+    clip = frame.repeat(1, 5, 1, 1)
+    out = colour_jitter(clip, np.random.default_rng(3))
+    assert out.shape == clip.shape and out.min() >= -1 and out.max() <= 1
+    assert not torch.equal(out, clip)
+    assert all(torch.equal(out[:, 0], out[:, t]) for t in range(5))  # motion is untouched
+    assert torch.equal(out, colour_jitter(clip, np.random.default_rng(3)))  # seeded
+
+
+def test_actor_weighted_class_scores_follow_the_windows_that_show_foreground() -> None:
+    torch.manual_seed(0)
+    model = build_detector("small3d", num_classes=3, pretrained=False, head="conv").eval()
+    video = ArrayVideo("v", np.random.default_rng(0).integers(0, 255, (12, 16, 16, 3), dtype=np.uint8))
+    spec = ClipSpec(4, 2, (16, 16), flip=False)
+    plain = predict_video(model, video, spec, torch.device("cpu"), batch_size=2)
+    weighted = predict_video(model, video, spec, torch.device("cpu"), batch_size=2, actor_weighted=True)
+    np.testing.assert_allclose(weighted.fg, plain.fg)
+    assert np.isclose(weighted.class_scores.sum(), 1.0, atol=1e-5)
+    assert not np.allclose(weighted.class_scores, plain.class_scores, atol=1e-7)
