@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sparselabel.config import load_config
 from sparselabel.data.synthetic import generate, synth_config
+from sparselabel.errors import SparseLabelError
 from sparselabel.loop.cycle import CycleRecord, loop_started, run_loop, start_loop
 from sparselabel.loop.workspace import LEDGER_FILE, Workspace
 from sparselabel.reports.build import write_report
@@ -67,12 +68,18 @@ def run_demo(out: Path, videos: int = 160, seed: int = 0, cycles: int = 2,
 
 
 def _workspace(root: Path, settings: list[str]) -> Workspace:
+    config = load_config(None, settings)
     if (root / LEDGER_FILE).exists():
         ws = Workspace.open(root)
+        config.dataset.path = str(Path(config.dataset.path).resolve())  # as Workspace.create stores it
+        if ws.config != config:  # an earlier version's demo, or other overrides: never mix the two
+            ws.close()
+            raise SparseLabelError("holds a demo run with other settings (an earlier version of sparselabel, "
+                                   "or other overrides); remove the folder or choose another --out", root)
         if loop_started(ws):
             return ws
     else:
-        ws = Workspace.create(root, load_config(None, settings))
+        ws = Workspace.create(root, config)
     start_loop(ws)
     return ws
 

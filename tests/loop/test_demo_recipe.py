@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from support import make_tiny_dataset
 
@@ -47,3 +48,16 @@ def test_warm_started_cycles_train_warm_start_steps(tmp_path: Path) -> None:
     steps = [json.loads(line)["step"] for line in (ws.root / "runs/cycle-001" / METRICS).read_text().splitlines()]
     assert steps == [1, 2]
     assert len((ws.root / "runs/cycle-000" / METRICS).read_text().splitlines()) == 4
+
+
+def test_the_demo_refuses_a_folder_of_a_demo_with_other_settings(tmp_path: Path) -> None:
+    from sparselabel.demo import _workspace
+    from sparselabel.errors import SparseLabelError
+
+    data = tmp_path / "data"
+    make_tiny_dataset(data, num_videos=3, num_frames=20)
+    settings = [f"dataset.path={data}", *TINY]
+    _workspace(tmp_path / "ws", settings).close()
+    _workspace(tmp_path / "ws", settings).close()  # the same settings: resumed
+    with pytest.raises(SparseLabelError, match="other settings"):
+        _workspace(tmp_path / "ws", [*settings, "train.steps=5"])
