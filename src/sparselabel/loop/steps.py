@@ -48,7 +48,7 @@ from sparselabel.train.trainer import (
     TrainResult,
     clip_spec,
     dist_env,
-    feature_cache,
+    filled_cache,
     load_trained,
     pick_device,
     train_workspace,
@@ -128,10 +128,7 @@ def workspace_cache(workspace: Workspace, model, videos: list[Video], device) ->
     (under torchrun each process fills its share; all wait for the whole); else None."""
     if not workspace.config.model.freeze_encoder:
         return None
-    env = dist_env()
-    cache = feature_cache(workspace.root, model, workspace.config)
-    cache.ensure(videos, device, workspace.config.train.batch_size, env.rank, env.world)
-    return cache
+    return filled_cache(workspace.root, model, workspace.config, videos, device)
 
 
 def write_detections(folder: Path, videos: list[str], link: LinkConfig) -> None:

@@ -211,6 +211,7 @@ class Detector(nn.Module):
         self.num_classes, self.pose_size = num_classes, pose_size
         self.endpoints = encoder.endpoints
         self.freeze_bn = freeze_bn
+        self.frozen = False  # set by ``freeze_encoder``
 
         self.encoder = encoder.module
         self.head = head
@@ -295,8 +296,6 @@ class Detector(nn.Module):
         if self.frozen:
             self.encoder.eval()
         return self
-
-    frozen = False  # set by ``freeze_encoder``
 
     def freeze_encoder(self) -> Detector:
         """Fix the encoder's weights (and its BatchNorm statistics): only the head trains.

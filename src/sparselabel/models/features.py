@@ -26,6 +26,7 @@ videos (rank, rank + world, ...) and all meet at a barrier before reading.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -47,6 +48,17 @@ from sparselabel.models.detector import Detector, EncodedClip
 CACHE_DIR = "features"
 MAPS = ("fine", "mid", "deep")
 FORMAT = "sparselabel-features/1"
+
+
+@functools.lru_cache(maxsize=256)
+def _open_video(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A cached video's windows and memory-mapped maps, opened once per folder, not per item.
+
+    Safe to keep open: a video's folder never changes once renamed into place (another key
+    is another folder), and the bound keeps the open maps few.
+    """
+    return (np.load(folder / "windows.npy"),
+            {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in MAPS})
 
 
 def cache_key(model: Detector, encoder: str, spec: ClipSpec) -> tuple[str, dict]:
@@ -93,8 +105,7 @@ class FeatureCache:
         if not self.has(video_id):
             raise SparseLabelError("no cached features for this video; they are computed before "
                                    "training, prediction and scoring", folder)
-        return (np.load(folder / "windows.npy"),
-                {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in MAPS})
+        return _open_video(folder)
 
     def batches(self, video: Video, device: torch.device, batch_size: int = 8,
                 ) -> Iterator[tuple[EncodedClip, list[np.ndarray]]]:

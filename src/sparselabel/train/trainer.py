@@ -183,7 +183,7 @@ def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: 
         return TrainResult(run_dir, start, last_logged_loss(run_dir / METRICS))
     if env.is_main:
         truncate_metrics(run_dir / METRICS, start)
-    dataset = training_dataset(labels, config, model, device, env, features_root or run_dir.parent.parent)
+    dataset = training_dataset(labels, config, model, device, features_root or run_dir.parent.parent)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=StepBatches(len(dataset), cfg, config.seed, env, start),
         num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
@@ -198,7 +198,7 @@ def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: 
     return TrainResult(run_dir, cfg.steps, loss)
 
 
-def training_dataset(labels: list[VideoLabels], config: Config, model, device, env: DistEnv, root: Path):
+def training_dataset(labels: list[VideoLabels], config: Config, model, device, root: Path):
     """Clips drawn around annotated frames, or, with a frozen encoder, its cached windows."""
     cfg = config.train
     if not config.model.freeze_encoder:
@@ -207,15 +207,18 @@ def training_dataset(labels: list[VideoLabels], config: Config, model, device, e
     if cfg.consistency_weight > 0:
         raise SparseLabelError("train.consistency_weight needs clips to flip; it does not work with "
                                "model.freeze_encoder=true (cached maps are of unflipped frames)")
-    cache = feature_cache(root, model, config)
-    cache.ensure([lab.video for lab in labels], device, cfg.batch_size, env.rank, env.world)
+    cache = filled_cache(root, model, config, [lab.video for lab in labels], device)
     return CachedWindowDataset(labels, cache, clip_spec(config, augment=False))
 
 
-def feature_cache(root: Path, model, config: Config) -> FeatureCache:
-    """The workspace's cache of ``model``'s frozen encoder maps."""
-    return FeatureCache(root, model, config.model.encoder, clip_spec(config, augment=False),
-                        config.model.feature_cache_gb)
+def filled_cache(root: Path, model, config: Config, videos: list, device) -> FeatureCache:
+    """The workspace's cache of ``model``'s frozen encoder maps, filled for ``videos``
+    (under torchrun each process fills its share; all wait for the whole)."""
+    env = dist_env()
+    cache = FeatureCache(root, model, config.model.encoder, clip_spec(config, augment=False),
+                         config.model.feature_cache_gb)
+    cache.ensure(videos, device, config.train.batch_size, env.rank, env.world)
+    return cache
 
 
 def model_inputs(batch: dict) -> torch.Tensor | EncodedClip:
