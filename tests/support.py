@@ -80,5 +80,5 @@ class ArrayVideo:
     def width(self) -> int:
         return self.data.shape[2]
 
-    def frames(self) -> np.ndarray:
-        return self.data
+    def frames(self, indices=None) -> np.ndarray:
+        return self.data if indices is None else self.data[np.asarray(indices, dtype=np.int64)]

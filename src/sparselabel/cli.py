@@ -15,9 +15,11 @@ Handler = Callable[[argparse.Namespace], int | None]
 def cmd_synth(args: argparse.Namespace) -> None:
     from sparselabel.data.synthetic import generate, synth_config
 
-    size = {} if args.size is None else {"width": args.size, "height": args.size}
+    changes: dict[str, int] = {} if args.size is None else {"width": args.size, "height": args.size}
+    if args.frames is not None:
+        changes.update(min_frames=args.frames[0], max_frames=args.frames[1])
     out = generate(args.out, num_videos=args.videos, seed=args.seed, prefix=args.prefix,
-                   config=synth_config(args.difficulty, **size))
+                   config=synth_config(args.difficulty, **changes), repeat=args.repeat)
     print(f"wrote synthetic dataset to {out}")
 
 
@@ -237,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "and one occluder, tempo changes, camera pan and zoom, 64x64; hard: 8 classes, 1-3 "
                        "actors, 0-2 wandering distractors and occluders, 96x96 (default: %(default)s)")
     synth.add_argument("--size", type=int, help="frame width and height in pixels (default: the difficulty's)")
+    synth.add_argument("--frames", type=int, nargs=2, metavar=("MIN", "MAX"),
+                       help="video lengths drawn from MIN..MAX frames (default: the difficulty's; small, short "
+                       "videos make a UCF101-24-sized stand-in quick: --videos 3207 --size 32 --frames 16 24)")
+    synth.add_argument("--repeat", type=int, default=1,
+                       help="list every video this many times (ids <id>_r001...; the copies share its file): "
+                       "a large pool from a few generated videos (default: %(default)s)")
 
     init = add("init", cmd_init, "Create a workspace for a dataset and make the initial random sparse labels.")
     init.add_argument("workspace", help="folder to create")

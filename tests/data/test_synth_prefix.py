@@ -34,3 +34,17 @@ def test_regenerating_with_another_prefix_replaces_the_old_files(tmp_path):
 def test_a_prefix_must_be_safe_in_a_file_name(tmp_path):
     with pytest.raises(SparseLabelError, match="prefix"):
         generate(tmp_path / "e", num_videos=1, config=TINY, prefix="../x")
+
+
+def test_repeat_lists_each_video_many_times_on_the_same_file(tmp_path):
+    data = generate(tmp_path / "d", num_videos=2, seed=0, config=TINY, repeat=3)
+    ds = load_dataset("native", data)
+    assert sorted(ds.videos) == ["syn_0000", "syn_0000_r001", "syn_0000_r002", "syn_0001", "syn_0001_r001",
+                                 "syn_0001_r002"]
+    copy, original = ds.videos["syn_0001_r002"], ds.videos["syn_0001"]
+    assert copy.path == original.path and copy.num_frames == original.num_frames and copy.label == original.label
+    for a, b in zip(ds.tubes["syn_0001_r002"], ds.tubes["syn_0001"], strict=True):
+        assert (a.boxes == b.boxes).all() and (a.masks == b.masks).all()
+    assert len(list((data / "videos").iterdir())) == 2
+    with pytest.raises(SparseLabelError, match="repeat"):
+        generate(tmp_path / "e", num_videos=2, repeat=0)

@@ -235,7 +235,7 @@ def test_training_picks_up_the_imported_answers(predicted_ws, tmp_path):
     pool = {vid: ws.dataset.videos[vid] for vid in ws.ledger.videos("pool")}
     labels = training_labels(pool, ws.ledger.annotations(), "mgw", 1.3)
     assert {lab.video.id: lab.annotated.tolist() for lab in labels} == SELECTED
-    assert labels[0].targets[2, 10, 20] == 1 and labels[0].targets[7].sum() == 0  # moved box; nobody at 7
+    assert labels[0].target([2])[0, 10, 20] == 1 and labels[0].target([7]).sum() == 0  # moved box; nobody at 7
     tiny = ["model.input_size=[32,32]", "model.clip_length=4", "train.batch_size=2", "train.steps=1",
             "train.device=cpu", "train.bf16=false"]
     result = train_workspace(ws, config=load_config(ws.root / "config.yaml", tiny))

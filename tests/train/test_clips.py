@@ -34,7 +34,7 @@ def test_targets_interpolate_between_answers_and_weights_follow_the_loss(bright_
     labels = video_labels(bright_box_video, answers_at([2, 12]), loss="mgw", sigma=1.3)
     np.testing.assert_array_equal(labels.annotated, [2, 12])
     # frame 7 is halfway: box x1 = 11, x2 = 27 (exclusive), exactly the truth for this linear motion
-    row = labels.targets[7, 20]
+    row = labels.target([7])[0, 20]
     assert row[11] == 1 and row[26] == 1 and row[10] == 0 and row[27] == 0
     assert labels.weights[2] == 1 and labels.weights[12] == 1 and 0 < labels.weights[3] < 1
     mask = video_labels(bright_box_video, answers_at([2, 12]), loss="mask")
@@ -44,7 +44,7 @@ def test_targets_interpolate_between_answers_and_weights_follow_the_loss(bright_
 def test_an_answer_without_actors_is_background(bright_box_video):
     answers = [FrameAnnotation("v", 5, [])]
     labels = video_labels(bright_box_video, answers)
-    assert labels.targets.sum() == 0 and labels.weights[5] == 1
+    assert labels.target(range(24)).sum() == 0 and labels.weights[5] == 1
 
 
 def test_crop_flip_and_resize_move_frames_and_targets_together(bright_box_video):

@@ -6,14 +6,14 @@ from 1 (ACT ``gttubes``) are converted at the edges.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from sparselabel.data.tubes import Tube
-from sparselabel.data.video import DEFAULT_CACHE, FrameCache
+from sparselabel.data.video import DEFAULT_CACHE, FrameCache, decode_range
 from sparselabel.errors import AnnotationError, SparseLabelError
 
 
@@ -30,9 +30,15 @@ class Video:
     label: int  # video-level class index, -1 when unknown
 
     def frames(self, indices: Iterable[int] | None = None, cache: FrameCache = DEFAULT_CACHE) -> np.ndarray:
-        """Decoded uint8 RGB frames (T, H, W, 3); all of them when ``indices`` is None."""
-        video = cache.video(self.path, self.num_frames)[: self.num_frames]
-        return video if indices is None else video[np.asarray(list(indices), dtype=np.int64)]
+        """Decoded uint8 RGB frames (N, H, W, 3) at ``indices``; all of them when None
+        (a whole video in memory: for small videos and tests; clips ask for their frames)."""
+        wanted = np.arange(self.num_frames) if indices is None else np.asarray(list(indices), dtype=np.int64)
+        return cache.frames(self.path, wanted, self.num_frames)
+
+    def iter_frames(self) -> Iterator[np.ndarray]:
+        """Every frame in order, one at a time (a whole-video pass in the memory of one frame)."""
+        for _, frame in decode_range(self.path, 0, self.num_frames - 1, self.num_frames):
+            yield frame
 
 
 @dataclass
@@ -103,9 +109,9 @@ def check_tube(tube: Tube, video: Video, what: str, where: Path | None, num_clas
         if bad is not None:
             row, problem = bad
             raise AnnotationError(f"{what} frame {int(tube.frames[row])}: {problem}", where)
-    if tube.masks is not None and tube.masks.shape[1:] != (video.height, video.width):
+    if tube.mask_shape is not None and tube.mask_shape[1:] != (video.height, video.width):
         raise AnnotationError(
-            f"{what}: masks are {tube.masks.shape[1:]}, video is {(video.height, video.width)}", where
+            f"{what}: masks are {tube.mask_shape[1:]}, video is {(video.height, video.width)}", where
         )
 
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import numbers
 import re
 from collections.abc import Callable, Iterator
@@ -756,7 +757,7 @@ def assign_splits(labels: np.ndarray, test_fraction: float, seed: int) -> list[s
 
 def generate(
     out_dir: str | Path, num_videos: int = 24, seed: int = 0, config: SynthConfig | None = None,
-    prefix: str = "",
+    prefix: str = "", repeat: int = 1,
 ) -> Path:
     """Write a synthetic dataset folder in the native format (``load_dataset("native", out_dir)``).
 
@@ -764,7 +765,9 @@ def generate(
     is replaced); any other non-empty folder is refused rather than mixed into.
     ``prefix`` goes before every video id (``b_syn_0000``): ids depend only on the
     index, so datasets of two seeds need different prefixes to join one pool.
-    Without one the output is what it always was.
+    Without one the output is what it always was. ``repeat`` > 1 lists every video that
+    many times (ids ``<id>_r001``...), each copy reading the same file with the same tubes:
+    a pool of thousands of videos at the cost of generating a few (``sparselabel synth --repeat``).
     """
     cfg = config or SynthConfig()
     if not _is_int(num_videos) or num_videos < 1:
@@ -773,6 +776,8 @@ def generate(
         raise SparseLabelError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", prefix):
         raise SparseLabelError(f"video id prefix may hold only letters, digits, _ and -, got {prefix!r}")
+    if not _is_int(repeat) or repeat < 1:
+        raise SparseLabelError(f"repeat must be a positive integer, got {repeat!r}")
     num_videos, seed = int(num_videos), int(seed)
     root = _prepare(Path(out_dir))
     marker = {"generator": GENERATOR, "seed": seed, "num_videos": num_videos, "config": asdict(cfg)}
@@ -786,7 +791,25 @@ def generate(
     # video's frames in memory at a time instead of the whole dataset's.
     videos = _video_entries(seed, labels, splits, cfg, tubes, prefix)
     write_native(root, cfg.name, list(cfg.classes), videos, tubes, codec=cfg.codec)  # type: ignore[arg-type]
+    if repeat > 1:
+        marker["repeat"] = int(repeat)
+        (root / MARKER_FILE).write_text(json.dumps(marker, indent=1, sort_keys=True))
+        _list_copies(root, int(repeat))
     return root
+
+
+def _list_copies(root: Path, repeat: int) -> None:
+    """Rewrite dataset.json with ``repeat`` entries per video; copies share the video file and
+    link its masks (the loader finds masks by id)."""
+    path = root / ANNOTATION_FILE
+    doc = json.loads(path.read_text())
+    copies = [f"_r{k:03d}" for k in range(1, repeat)]
+    doc["videos"] += [{**v, "id": v["id"] + c} for v in list(doc["videos"]) for c in copies]
+    doc["tubes"] += [{**t, "video": t["video"] + c} for t in list(doc["tubes"]) for c in copies]
+    for masks in list((root / "masks").glob("*.npz")) if (root / "masks").is_dir() else []:
+        for c in copies:
+            os.link(masks, masks.with_name(masks.stem + c + ".npz"))
+    path.write_text(json.dumps(doc))
 
 
 def _is_int(value: object) -> bool:

@@ -1,15 +1,19 @@
-"""Decoding and encoding frames with PyAV, and a bounded cache of decoded videos.
+"""Decoding and encoding frames with PyAV, and a bounded cache of decoded frames.
 
 A "video" on disk is either a container file (mp4, avi, mkv, gif, ...) or a
 folder of numbered jpg/png frames (J-HMDB, DAVIS). Both decode to uint8 RGB
-arrays of shape (T, H, W, 3).
+frames of shape (H, W, 3). Nothing here holds a whole video unless asked to
+(``read_video``, for tests): whole-video passes stream one frame at a time
+(``checked_frames``) and clips are decoded from the keyframe before them
+(``decode_range``), through a cache bounded in bytes (``FrameCache``).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,50 +39,73 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _decode_file(path: Path) -> list[np.ndarray]:
+def _container_frames(path: Path) -> Iterator[np.ndarray]:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoDecodeError("no video stream", path)
-            stream = container.streams.video[0]
-            return [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+            for frame in container.decode(container.streams.video[0]):
+                yield frame.to_ndarray(format="rgb24")
     except VideoDecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise VideoDecodeError(f"cannot decode: {reason} (corrupt, truncated or not a video)", path) from exc
+        raise _decode_error(exc, path) from exc
 
 
-def read_video(path: str | Path, expected_frames: int | None = None) -> np.ndarray:
-    """All frames of a video file or frame folder as uint8 (T, H, W, 3).
+def _decode_error(exc: Exception, path: Path) -> VideoDecodeError:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return VideoDecodeError(f"cannot decode: {reason} (corrupt, truncated or not a video)", path)
 
-    With ``expected_frames``, a video that decodes to fewer frames (a truncated
-    file) is an error rather than a silently shorter clip.
-    """
+
+def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """The frames of a video file or frame folder, decoded one at a time (uint8 (H, W, 3))."""
     path = Path(path)
     if not path.exists():
         raise VideoDecodeError("no such file or folder", path)
-    if path.is_dir():
-        files = frame_files(path)
-        if not files:
-            raise VideoDecodeError("folder holds no jpg/png frames", path)
-        frames = [_single_image(f) for f in files]
-    else:
-        frames = _decode_file(path)
-    if not frames:
+    if not path.is_dir():
+        yield from _container_frames(path)
+        return
+    files = frame_files(path)
+    if not files:
+        raise VideoDecodeError("folder holds no jpg/png frames", path)
+    for file in files:
+        yield _single_image(file)
+
+
+def checked_frames(path: str | Path, expected_frames: int | None = None) -> Iterator[np.ndarray]:
+    """``iter_frames``, refusing frames of differing sizes, zero frames, and (with
+    ``expected_frames``) fewer frames than expected: a truncated file is an error rather
+    than a silently shorter clip."""
+    shape, count = None, 0
+    for frame in iter_frames(path):
+        if shape is not None and frame.shape != shape:
+            raise VideoDecodeError(f"frames differ in size: {sorted({shape, frame.shape})}", path)
+        shape, count = frame.shape, count + 1
+        yield frame
+    if count == 0:
         raise VideoDecodeError("decoded zero frames", path)
-    shapes = {f.shape for f in frames}
-    if len(shapes) != 1:
-        raise VideoDecodeError(f"frames differ in size: {sorted(shapes)}", path)
-    if expected_frames is not None and len(frames) < expected_frames:
-        raise VideoDecodeError(
-            f"decoded {len(frames)} frames, expected {expected_frames} (truncated?)", path
-        )
-    return np.stack(frames)
+    if expected_frames is not None and count < expected_frames:
+        raise VideoDecodeError(f"decoded {count} frames, expected {expected_frames} (truncated?)", path)
+
+
+def read_video(path: str | Path, expected_frames: int | None = None) -> np.ndarray:
+    """All frames of a video file or frame folder as uint8 (T, H, W, 3) (see ``checked_frames``).
+
+    For tests and small inputs: everything else reads clips (``FrameCache.frames``).
+    """
+    return np.stack(list(checked_frames(path, expected_frames)))
+
+
+def check_video(path: str | Path, expected_frames: int | None = None) -> tuple[int, int, int]:
+    """Decode a whole video one frame at a time, holding one frame: (frames, width, height)."""
+    count, shape = 0, (0, 0, 3)
+    for frame in checked_frames(path, expected_frames):
+        count, shape = count + 1, frame.shape
+    return count, shape[1], shape[0]
 
 
 def _single_image(path: Path) -> np.ndarray:
-    frames = _decode_file(path)
+    frames = list(_container_frames(path))
     if len(frames) != 1:
         raise VideoDecodeError(f"expected one image, decoded {len(frames)} frames", path)
     return frames[0]
@@ -87,7 +114,7 @@ def _single_image(path: Path) -> np.ndarray:
 def probe(path: str | Path, default_fps: float = 25.0) -> VideoInfo:
     """Frame count (by decoding, which is exact where headers are not), fps and size."""
     path = Path(path)
-    frames = read_video(path)
+    num_frames, width, height = check_video(path)
     fps = default_fps
     if path.is_file():
         try:
@@ -96,7 +123,89 @@ def probe(path: str | Path, default_fps: float = 25.0) -> VideoInfo:
                 fps = float(rate) if rate else default_fps
         except av.FFmpegError as exc:
             raise VideoDecodeError(f"cannot read header ({exc})", path) from exc
-    return VideoInfo(len(frames), fps, frames.shape[2], frames.shape[1])
+    return VideoInfo(num_frames, fps, width, height)
+
+
+# ---------------------------------------------------------------------------
+# Clips: frames by index, decoded from the keyframe before them
+# ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _seek_index(path: str, expected_frames: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(pts of frame 0, 1, ... in presentation order, indices of the keyframes), read by
+    demuxing packets without decoding; None where that cannot be trusted to give exact
+    frame indices (packets without pts, repeated pts, or not one packet per decoded frame,
+    which ``expected_frames``, counted by a full decode at init, tells)."""
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size > 0]
+    except (av.FFmpegError, OSError, ValueError, IndexError):
+        return None
+    if len(packets) != expected_frames or any(pts is None for pts, _ in packets):
+        return None
+    packets.sort()
+    pts = np.array([p for p, _ in packets], dtype=np.int64)
+    if np.unique(pts).size != pts.size:
+        return None
+    return pts, np.flatnonzero([key for _, key in packets])
+
+
+def decode_range(path: str | Path, first: int, last: int, expected_frames: int | None = None
+                 ) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) for frames ``start`` .. ``last`` of a video, ``start`` <= ``first``.
+
+    A frame folder reads just those files. A container file seeks to the last keyframe
+    at or before ``first`` and decodes forward (frames are then numbered by their pts in
+    the packet index, ``_seek_index``); where its packets cannot be trusted, it decodes
+    from the start and counts, as a full decode does. Either way frame i is the i-th
+    frame of a full decode (tests/data/test_video_seek.py checks every shared video).
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = frame_files(path)
+        if last >= len(files):
+            raise VideoDecodeError(f"frame {last} asked, folder holds {len(files)} frames", path)
+        for index in range(first, last + 1):
+            yield index, _single_image(files[index])
+        return
+    index = _seek_index(str(path), expected_frames) if expected_frames is not None and path.is_file() else None
+    if index is None:
+        yield from _counted(path, last, expected_frames)
+        return
+    yield from _seeked(path, index, first, last)
+
+
+def _counted(path: Path, last: int, expected_frames: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    count = 0
+    for count, frame in enumerate(checked_frames(path)):
+        yield count, frame
+        if count == last:
+            return
+    raise VideoDecodeError(f"decoded {count + 1} frames, expected {expected_frames or last + 1} (truncated?)", path)
+
+
+def _seeked(path: Path, index: tuple[np.ndarray, np.ndarray], first: int, last: int
+            ) -> Iterator[tuple[int, np.ndarray]]:
+    pts, keyframes = index
+    before = np.searchsorted(keyframes, first, side="right") - 1
+    start = int(keyframes[before]) if before >= 0 else 0
+    number = {int(p): i for i, p in enumerate(pts[start : last + 1], start)}
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if start > 0:
+                container.seek(int(pts[start]), stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                i = number.get(frame.pts) if frame.pts is not None else None
+                if i is not None:  # frames before ``start`` (an earlier keyframe, leading B-frames) are skipped
+                    yield i, frame.to_ndarray(format="rgb24")
+                    if i == last:
+                        return
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise _decode_error(exc, path) from exc
+    raise VideoDecodeError(f"frame {last} not decoded (truncated?)", path)
 
 
 def write_video(
@@ -124,39 +233,74 @@ def write_video(
         container.mux(stream.encode())
 
 
-class FrameCache:
-    """Decoded videos kept in memory, least recently used evicted past ``max_bytes``."""
+SEEK_GAP = 32  # frames asked this far apart are decoded as separate runs, each from its keyframe
 
-    def __init__(self, max_bytes: int = 2 << 30):
+
+def _runs(indices: list[int], gap: int) -> list[tuple[int, int]]:
+    """Sorted ``indices`` as (first, last) runs, split where two are more than ``gap`` apart."""
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and i - runs[-1][1] <= gap:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+class FrameCache:
+    """Decoded frames kept in memory, least recently used evicted past ``max_bytes``.
+
+    It holds frames, never whole videos: a clip is decoded from the keyframe before it
+    (``decode_range``), and every frame decoded on the way is kept, so the next window
+    of the same video is usually served from memory.
+    """
+
+    def __init__(self, max_bytes: int = 512 << 20):
         self.max_bytes = max_bytes
-        self._videos: OrderedDict[tuple[str, int | None], np.ndarray] = OrderedDict()
+        self._frames: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def video(self, path: str | Path, expected_frames: int | None = None) -> np.ndarray:
-        key = (str(path), expected_frames)
-        with self._lock:
-            if key in self._videos:
-                self._videos.move_to_end(key)
-                return self._videos[key]
-        frames = read_video(path, expected_frames)
-        frames.setflags(write=False)
-        with self._lock:
-            self._videos[key] = frames
-            self._bytes += frames.nbytes
-            while self._bytes > self.max_bytes and len(self._videos) > 1:
-                _, old = self._videos.popitem(last=False)
-                self._bytes -= old.nbytes
-        return frames
+    def frames(self, path: str | Path, indices: Sequence[int] | np.ndarray, expected_frames: int | None = None
+               ) -> np.ndarray:
+        """Frames ``indices`` (any order, repeats allowed) of a video as uint8 (N, H, W, 3)."""
+        key, wanted = str(path), [int(i) for i in np.asarray(indices, dtype=np.int64).ravel()]
+        if expected_frames is not None and wanted and max(wanted) >= expected_frames:
+            raise VideoDecodeError(f"frame {max(wanted)} asked, the video has {expected_frames}", path)
+        found = self._lookup(key, wanted)
+        for first, last in _runs(sorted(set(wanted) - set(found)), 1 if Path(path).is_dir() else SEEK_GAP):
+            for i, frame in decode_range(path, first, last, expected_frames):
+                frame.setflags(write=False)
+                found[i] = frame
+                self._store((key, i), frame)
+        out = [found[i] for i in wanted]
+        if len({f.shape for f in out}) > 1:
+            raise VideoDecodeError(f"frames differ in size: {sorted({f.shape for f in out})}", path)
+        return np.stack(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
 
-    def frames(
-        self, path: str | Path, indices: Sequence[int] | np.ndarray, expected_frames: int | None = None
-    ) -> np.ndarray:
-        return self.video(path, expected_frames)[np.asarray(indices, dtype=np.int64)]
+    def _lookup(self, key: str, wanted: list[int]) -> dict[int, np.ndarray]:
+        found = {}
+        with self._lock:
+            for i in set(wanted):
+                frame = self._frames.get((key, i))
+                if frame is not None:
+                    self._frames.move_to_end((key, i))
+                    found[i] = frame
+        return found
+
+    def _store(self, key: tuple[str, int], frame: np.ndarray) -> None:
+        with self._lock:
+            if key in self._frames:
+                return
+            self._frames[key] = frame
+            self._bytes += frame.nbytes
+            while self._bytes > self.max_bytes and len(self._frames) > 1:
+                _, old = self._frames.popitem(last=False)
+                self._bytes -= old.nbytes
 
     def clear(self) -> None:
         with self._lock:
-            self._videos.clear()
+            self._frames.clear()
             self._bytes = 0
 
     @property

@@ -46,11 +46,13 @@ def video_windows(num_frames: int, spec: ClipSpec) -> Iterator[np.ndarray]:
 
 def window_batches(video: Video, spec: ClipSpec, batch_size: int) -> Iterator[tuple[torch.Tensor, list[np.ndarray]]]:
     """Batches of resized clips (B, 3, T, h, w) in [-1, 1], with their frame indices."""
-    frames = video.frames()
     windows = list(video_windows(video.num_frames, spec))
     for start in range(0, len(windows), batch_size):
         chunk = windows[start : start + batch_size]
-        clips = torch.from_numpy(np.stack([frames[w] for w in chunk])).permute(0, 4, 1, 2, 3).float()
+        # Decoded per batch (through the frame cache), so memory holds a batch, not the video.
+        frames = video.frames(np.concatenate(chunk))
+        clips = torch.from_numpy(frames.reshape(len(chunk), spec.length, *frames.shape[1:])).permute(0, 4, 1, 2, 3)
+        clips = clips.float()
         clips = clips / 127.5 - 1.0
         b, c, t, h, w = clips.shape
         flat = clips.transpose(1, 2).reshape(b * t, c, h, w)

@@ -116,12 +116,18 @@ def pseudo_boxes(
     return frames, interpolate_boxes(actor_frames, actor_boxes, frames)
 
 
+def pseudo_mask_indices(num_frames: int, annotated: np.ndarray, actor_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, k) of one actor: present frames, each taking answered mask k of the actor's
+    answers in frame order (the nearest one). Indices rather than copies of the masks."""
+    actor_frames = np.sort(np.asarray(actor_frames, dtype=np.int64))
+    frames = np.flatnonzero(actor_presence(num_frames, annotated, actor_frames))
+    return frames, nearest_annotated(actor_frames, frames)
+
+
 def pseudo_masks(
     num_frames: int, annotated: np.ndarray, actor_frames: np.ndarray, actor_masks: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(frames, masks) of one actor: each present frame takes the nearest annotated mask."""
     order = np.argsort(actor_frames)
-    actor_frames = np.asarray(actor_frames, dtype=np.int64)[order]
-    actor_masks = np.asarray(actor_masks, dtype=bool)[order]
-    frames = np.flatnonzero(actor_presence(num_frames, annotated, actor_frames))
-    return frames, actor_masks[nearest_annotated(actor_frames, frames)]
+    frames, nearest = pseudo_mask_indices(num_frames, annotated, actor_frames)
+    return frames, np.asarray(actor_masks, dtype=bool)[order][nearest]

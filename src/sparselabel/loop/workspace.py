@@ -153,12 +153,13 @@ def initial_picks(videos: dict, config: Config) -> list[tuple[str, int]]:
 
 
 def check_decodable(dataset: Dataset, video_ids: list[str]) -> None:
-    """Decode every video once so a corrupt or truncated file is reported now, by name."""
-    from sparselabel.data.video import read_video
+    """Decode every video file once, a frame at a time, so a corrupt or truncated file is
+    reported now, by name (a file listed under several ids is decoded once)."""
+    from sparselabel.data.video import check_video
 
-    for vid in tqdm(video_ids, desc="checking videos", unit="video", leave=False, disable=None):
-        video = dataset.videos[vid]
-        read_video(video.path, expected_frames=video.num_frames)
+    files = sorted({(str(dataset.videos[v].path), dataset.videos[v].num_frames) for v in video_ids})
+    for path, num_frames in tqdm(files, desc="checking videos", unit="video", leave=False, disable=None):
+        check_video(path, expected_frames=num_frames)
 
 
 def format_status(rows: list[CycleStatus], pending: Sequence[Source] = ()) -> str:

@@ -26,34 +26,61 @@ from sparselabel.data.dataset import Video
 from sparselabel.data.video import DEFAULT_CACHE, FrameCache
 from sparselabel.data.windows import ClipSpec
 from sparselabel.labels.ledger import FrameAnnotation
-from sparselabel.labels.pseudo import frame_weights, pseudo_boxes, pseudo_masks
+from sparselabel.labels.pseudo import frame_weights, pseudo_boxes, pseudo_mask_indices
+
+
+@dataclass
+class ActorTrack:
+    """One actor's pseudo-label tube: the frames it is present on, with a box per frame or,
+    for masks, the index of the answered mask each frame takes (kept once, not per frame)."""
+
+    frames: np.ndarray  # sorted frame indices
+    boxes: np.ndarray | None  # (len(frames), 4) float64, or None with masks
+    masks: np.ndarray | None  # answered masks (K, H, W) bool
+    mask_of: np.ndarray | None  # (len(frames),) index into masks
 
 
 @dataclass
 class VideoLabels:
-    """Dense pseudo-labels of one video: foreground maps (T, H, W) and per-frame weights (T,)."""
+    """Pseudo-labels of one video: per-frame weights (T,) and the actors' tubes, from which
+    ``target`` paints the foreground maps of just the frames a clip needs. Nothing here
+    grows with the video's resolution times its length, so a pool of any size fits."""
 
     video: Video
-    targets: np.ndarray  # float32 in [0, 1], at the video's resolution
+    tracks: list[ActorTrack]
     weights: np.ndarray  # float64
     annotated: np.ndarray  # sorted frame indices
+
+    def target(self, frames: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Foreground maps (len(frames), H, W) float32 in [0, 1] at the video's resolution:
+        the union of the actors present on each frame."""
+        frames = np.asarray(frames, dtype=np.int64)
+        maps = np.zeros((len(frames), self.video.height, self.video.width), dtype=np.float32)
+        for track in self.tracks:
+            at = np.searchsorted(track.frames, frames).clip(max=len(track.frames) - 1)
+            for row in np.flatnonzero(track.frames[at] == frames):
+                if track.boxes is not None:
+                    paint_box(maps[row], track.boxes[at[row]])
+                else:
+                    np.maximum(maps[row], track.masks[track.mask_of[at[row]]], out=maps[row])
+        return maps
 
 
 def video_labels(
     video: Video, answers: Sequence[FrameAnnotation], loss: str = "mgw", sigma: float = 1.3
 ) -> VideoLabels:
-    """Pseudo-label targets and weights of ``video`` from its answered frames."""
+    """Pseudo-label tubes and weights of ``video`` from its answered frames."""
     annotated = np.array(sorted(a.frame for a in answers), dtype=np.int64)
-    targets = np.zeros((video.num_frames, video.height, video.width), dtype=np.float32)
+    tracks = []
     for frames, boxes, masks in _actor_tracks(answers):
         if masks is not None:
-            track_frames, track_masks = pseudo_masks(video.num_frames, annotated, frames, masks)
-            targets[track_frames] = np.maximum(targets[track_frames], track_masks)
+            present, mask_of = pseudo_mask_indices(video.num_frames, annotated, frames)
+            tracks.append(ActorTrack(present, None, masks[np.argsort(frames)], mask_of))
         else:
-            track_frames, track_boxes = pseudo_boxes(video.num_frames, annotated, frames, boxes)
-            for f, box in zip(track_frames, track_boxes, strict=True):
-                paint_box(targets[f], box)
-    return VideoLabels(video, targets, frame_weights(video.num_frames, annotated, loss, sigma), annotated)
+            present, track_boxes = pseudo_boxes(video.num_frames, annotated, frames, boxes)
+            tracks.append(ActorTrack(present, track_boxes, None, None))
+    tracks = [t for t in tracks if len(t.frames)]
+    return VideoLabels(video, tracks, frame_weights(video.num_frames, annotated, loss, sigma), annotated)
 
 
 def _actor_tracks(answers: Sequence[FrameAnnotation]):
@@ -65,7 +92,7 @@ def _actor_tracks(answers: Sequence[FrameAnnotation]):
     for rows in tracks.values():
         frames = np.array([f for f, _, _ in rows])
         has_masks = all(m is not None for _, _, m in rows)
-        masks = np.stack([m for _, _, m in rows]) if has_masks else None
+        masks = np.stack([m for _, _, m in rows]).astype(bool) if has_masks else None
         boxes = None if has_masks else np.array([b for _, b, _ in rows], dtype=np.float64)
         yield frames, boxes, masks
 
@@ -121,7 +148,7 @@ class SparseClipDataset(torch.utils.data.Dataset):
         lab = self.labels[index % len(self.labels)]
         frames_idx = clip_frames(self._start(lab, rng), self.spec, lab.video.num_frames)
         clip = clip_tensor(lab.video.frames(frames_idx, cache=self.cache))
-        target = torch.from_numpy(lab.targets[frames_idx])
+        target = torch.from_numpy(lab.target(frames_idx))
         crop, flip = random_crop_flip(rng, self.spec, lab.video, self.augment)
         clip = resize_clip(clip, crop, flip, self.spec.size)
         return {
@@ -227,7 +254,7 @@ class CachedWindowDataset(torch.utils.data.Dataset):
         lab = self.labels[vid]
         windows, maps = self.cache.windows(vid)
         frames_idx = windows[k]
-        target = torch.from_numpy(lab.targets[frames_idx])
+        target = torch.from_numpy(lab.target(frames_idx))
         full = (0, 0, lab.video.height, lab.video.width)
         return {
             **{name: torch.from_numpy(np.asarray(m[k], dtype=np.float32)) for name, m in maps.items()},

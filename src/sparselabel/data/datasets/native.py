@@ -20,12 +20,13 @@ tube of that video in the list, and its masks are ``tube_<k>``.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from sparselabel.data.dataset import Dataset, Video, register_loader
-from sparselabel.data.tubes import Tube
+from sparselabel.data.tubes import MaskFile, Tube
 from sparselabel.data.video import write_video
 from sparselabel.errors import AnnotationError
 
@@ -70,16 +71,41 @@ def load_native(path: Path, with_masks: bool = True) -> Dataset:
 
 
 def _attach_masks(root: Path, tubes: dict[str, list[Tube]]) -> None:
+    """Point each tube at its masks in ``masks/<id>.npz``; only the arrays' headers are read."""
     for vid, video_tubes in tubes.items():
         mask_path = root / "masks" / f"{vid}.npz"
         if not mask_path.exists():
             continue
-        with np.load(mask_path, allow_pickle=False) as npz:
-            for k, tube in enumerate(video_tubes):
-                if f"tube_{k}" in npz:
-                    tube.masks = npz[f"tube_{k}"].astype(bool)
-                    if len(tube.masks) != len(tube.frames):
-                        raise AnnotationError(f"tube_{k} has {len(tube.masks)} masks for {len(tube.frames)} frames", mask_path)
+        shapes = npz_shapes(mask_path)
+        for k, tube in enumerate(video_tubes):
+            if f"tube_{k}" in shapes:
+                tube.masks = MaskFile(mask_path, f"tube_{k}", shapes[f"tube_{k}"])
+                if shapes[f"tube_{k}"][0] != len(tube.frames):
+                    raise AnnotationError(f"tube_{k} has {shapes[f'tube_{k}'][0]} masks for {len(tube.frames)} frames",
+                                          mask_path)
+
+
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """{name: shape} of the arrays of an .npz, from their .npy headers (nothing decompressed
+    beyond them); an array that is not plain booleans or numbers is refused."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            shapes = {}
+            for member in archive.namelist():
+                with archive.open(member) as f:
+                    read_header = HEADER_READERS.get(np.lib.format.read_magic(f))
+                    if read_header is None:
+                        raise ValueError(f"{member}: unknown .npy version")
+                    shape, _, dtype = read_header(f)  # the header only
+                if dtype.hasobject or dtype.kind not in "biuf":
+                    raise AnnotationError(f"{member}: masks must be booleans, not {dtype}", path)
+                shapes[member.removesuffix(".npy")] = tuple(shape)
+            return shapes
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise AnnotationError(f"not a readable .npz of masks ({exc})", path) from exc
 
 
 def write_native(
