@@ -47,8 +47,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import numbers
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass

@@ -103,10 +103,16 @@ def videos_of(workspace: Workspace, split: str) -> list[str]:
 
 def predict_step(workspace: Workspace, run: str | None = None, split: str = "all",
                  link: LinkConfig | None = None) -> Path:
-    """Foreground maps and class scores of every frame, then boxes and linked tubes."""
+    """Foreground maps and class scores of every frame, then boxes and linked tubes.
+
+    Under torchrun rank r predicts videos r, r + world, ... (one file per video, written
+    then renamed); after a barrier rank 0 alone links them into tubes, so 2 processes
+    write exactly the files of 1.
+    """
     run = run or current_run(workspace)
     config = workspace.config
-    device = pick_device(config.train.device, dist_env())
+    env = dist_env()
+    device = pick_device(config.train.device, env)
     models = load_members(workspace, run, device)  # the run's model, or its ensemble.members averaged
     out = workspace.root / "predictions" / run
     out.mkdir(parents=True, exist_ok=True)
@@ -114,12 +120,15 @@ def predict_step(workspace: Workspace, run: str | None = None, split: str = "all
     videos = videos_of(workspace, split)
     cache = workspace_cache(workspace, models[0], [workspace.dataset.videos[v] for v in videos], device)
     pool = set(workspace.ledger.videos(POOL)) if config.detection.pool_label else set()
-    for vid in tqdm(videos, desc="predict", unit="video", disable=None):
+    for vid in tqdm(videos[env.rank :: env.world], desc="predict", unit="video", disable=None if env.is_main else True):
         video = workspace.dataset.videos[vid]
         label = video.label if vid in pool and video.label >= 0 else None  # the user's own class for the pool
         ensemble_predict_video(models, video, spec, device, config.train.batch_size, config.train.bf16,
                                cache, label, actor_weighted=config.train.classify_actor_clips).save(out)
-    write_detections(out, videos, link or config.detection)
+    _barrier(env)
+    if env.is_main:
+        write_detections(out, videos, link or config.detection)
+    _barrier(env)
     return out
 
 

@@ -28,7 +28,6 @@ one ``encode`` per window that the fast path runs anyway, so it costs no extra p
 
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sparselabel.atomic import replaced
 from sparselabel.data.dataset import Video
 from sparselabel.scoring.predict import input_batches, prediction_path
 from sparselabel.train.clips import ClipSpec
@@ -71,13 +71,11 @@ class VideoScores:
     def save(self, folder: Path) -> Path:
         """Write-then-rename, so an interrupted run never leaves a half file that looks done."""
         path = prediction_path(folder, self.video_id)
-        tmp = path.with_name(path.name + ".tmp")
         extra = {} if self.features is None else {"features": np.asarray(self.features, dtype=np.float32)}
-        with tmp.open("wb") as handle:
+        with replaced(path) as handle:
             np.savez(handle, uncertainty=self.uncertainty, entropy=self.entropy, mean_fg=self.mean_fg,
                      passes=np.int64(self.passes), tau=np.float64(self.tau), method=np.str_(self.method),
                      **extra)
-        os.replace(tmp, path)
         return path
 
     @classmethod

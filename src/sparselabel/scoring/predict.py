@@ -20,6 +20,7 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
+from sparselabel.atomic import replaced
 from sparselabel.data.dataset import Video
 from sparselabel.data.windows import ClipSpec, window_batches
 
@@ -34,7 +35,8 @@ class VideoPrediction:
     def save(self, folder: Path) -> Path:
         path = prediction_path(folder, self.video_id)
         fg = np.round(np.clip(self.fg, 0, 1) * 255).astype(np.uint8)
-        np.savez_compressed(path, fg=fg, class_scores=self.class_scores, size=np.array(self.size))
+        with replaced(path) as handle:  # a killed run never leaves a half file under its final name
+            np.savez_compressed(handle, fg=fg, class_scores=self.class_scores, size=np.array(self.size))
         return path
 
     def as_input(self) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
