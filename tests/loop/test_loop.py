@@ -22,6 +22,8 @@ LOOP = ["--cycles", "1", "--step", "5%", "--strategy", "apu"]
 # Step boundaries and the insides of training, scoring, selecting and annotating.
 FAULTS = [
     "train:checkpointed",  # mid-training, between checkpoints
+    "train:metrics-half-written",  # a torn line at the end of metrics.jsonl
+    "train:finished",  # after the last checkpoint, before model.pt
     "loop:train:after",
     "loop:evaluate:after",
     "score:video-saved",  # mid-scoring, one video done

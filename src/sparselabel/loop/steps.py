@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import torch.distributed as dist
@@ -142,7 +143,7 @@ def workspace_cache(workspace: Workspace, model, videos: list[Video], device) ->
 
 def write_detections(folder: Path, videos: list[str], link: LinkConfig) -> None:
     """ACT-structured detections of the stored maps: frame_dets.pkl, tube_dets.pkl, videos.json."""
-    frame_dets, tube_dets = act_detections({v: _loaded(folder, v) for v in videos}, videos, link)
+    frame_dets, tube_dets = act_detections(StoredPredictions(folder), videos, link)
     (folder / "frame_dets.pkl").write_bytes(pickle.dumps(frame_dets))
     (folder / "tube_dets.pkl").write_bytes(pickle.dumps(tube_dets))
     (folder / "videos.json").write_text(json.dumps(videos))
@@ -158,7 +159,7 @@ def evaluate_step(workspace: Workspace, run: str | None = None, split: str = TES
     if missing:
         raise SparseLabelError(f"no predictions for {len(missing)} videos (e.g. {missing[0]!r}); "
                                "run `sparselabel predict` first", folder)
-    predictions = {v: _loaded(folder, v) for v in videos}
+    predictions = StoredPredictions(folder)
     frame_dets, tube_dets = act_detections(predictions, videos, link or workspace.config.detection)
     gt = workspace.dataset.act_gttubes(videos)
     results = {"run": run, "split": split, "convention": convention, "num_videos": len(videos),
@@ -175,8 +176,24 @@ def evaluate_step(workspace: Workspace, run: str | None = None, split: str = TES
     return results
 
 
-def _loaded(folder: Path, vid: str):
-    return VideoPrediction.load(folder, vid).as_input()
+class StoredPredictions(Mapping):
+    """A run's stored predictions by video id, each read from disk when asked for and not
+    kept: linking and scoring walk the videos one at a time, so memory holds one video's
+    maps, not the pool's."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __getitem__(self, vid: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        if not prediction_path(self.folder, vid).exists():
+            raise KeyError(vid)
+        return VideoPrediction.load(self.folder, vid).as_input()
+
+    def __iter__(self) -> Iterator[str]:
+        return (unquote(p.name.removesuffix(".npz")) for p in sorted(self.folder.glob("*.npz")))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _named(mean: float, per_class: dict[int, float], workspace: Workspace) -> dict:
@@ -184,7 +201,7 @@ def _named(mean: float, per_class: dict[int, float], workspace: Workspace) -> di
     return {"mAP": mean, "per_class": {names[k]: v for k, v in sorted(per_class.items())}}
 
 
-def mask_scores(workspace: Workspace, predictions: dict, videos: list[str], threshold: float = 0.5) -> dict:
+def mask_scores(workspace: Workspace, predictions: Mapping, videos: list[str], threshold: float = 0.5) -> dict:
     """Mean J and F of the thresholded foreground against the union of the actors' masks."""
     per_video = {}
     for vid in videos:
@@ -405,7 +422,7 @@ def recovery_step(workspace: Workspace, run: str, cycle: int, convention: str = 
         if answer.cycle <= cycle:
             answers.setdefault(answer.video_id, []).append(answer)
     annotated = {v: np.array(sorted(a.frame for a in answers.get(v, [])), dtype=np.int64) for v in pool}
-    model_dets, _ = act_detections({v: _loaded(folder, v) for v in pool}, pool, workspace.config.detection)
+    model_dets, _ = act_detections(StoredPredictions(folder), pool, workspace.config.detection)
     num_frames = {v: workspace.dataset.videos[v].num_frames for v in pool}
     interp = interpolation_dets(answers, num_frames, pool, workspace.config.train.sigma)
     return recovery_map(workspace.dataset.act_gttubes(pool), model_dets, interp, pool, annotated,

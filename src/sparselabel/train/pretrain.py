@@ -26,7 +26,6 @@ skipped.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from sparselabel.atomic import replaced
 from sparselabel.config import Config
 from sparselabel.data.dataset import Video
 from sparselabel.data.video import DEFAULT_CACHE, FrameCache
@@ -61,11 +61,14 @@ from sparselabel.train.trainer import (
     dist_env,
     learning_rate,
     load_checkpoint,
+    logged_records,
     mean_over_ranks,
     pick_device,
+    save_atomic,
     save_checkpoint,
     step_seed,
     truncate_metrics,
+    write_record,
 )
 
 TASKS = ("order", "speed")
@@ -276,9 +279,7 @@ def pretrain(videos: list[Video], config: Config, task: str, run_dir: Path) -> P
     wrapped = DistributedDataParallel(net) if env.world > 1 else net
     _run_steps(wrapped, net, optimizer, loader, config, env, device, run_dir, start)
     if env.is_main:
-        tmp = run_dir / (ENCODER + ".tmp")
-        torch.save(net.encoder.state_dict(), tmp)
-        os.replace(tmp, run_dir / ENCODER)  # its existence means "done": never a half file
+        save_atomic(net.encoder.state_dict(), run_dir / ENCODER)  # its existence means "done": never a half file
     if env.world > 1:
         torch.distributed.barrier()
     return PretrainResult(run_dir, run_dir / ENCODER, cfg.steps, *last_logged(run_dir), False)
@@ -310,7 +311,7 @@ def _run_steps(wrapped: nn.Module, net: PretrainNet, optimizer, loader, config: 
                       "clips_per_s": cfg.batch_size / max(now - tick, 1e-9)}
             tick = now
             if env.is_main:
-                log.write(json.dumps(record) + "\n")
+                write_record(log, record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracy']:.2f}")
                 bar.update()
             if (step + 1) % config.train.checkpoint_every == 0 or step + 1 == cfg.steps:
@@ -327,9 +328,8 @@ def _check_settings(run_dir: Path, wanted: dict, env: DistEnv) -> None:
     """Record a new run's settings; refuse to resume or reuse a run made with other settings."""
     path = run_dir / SETTINGS
     if env.is_main and not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(wanted, indent=2) + "\n")
-        os.replace(tmp, path)  # other ranks never read a half-written file
+        with replaced(path) as handle:  # other ranks never read a half-written file
+            handle.write((json.dumps(wanted, indent=2) + "\n").encode())
     if env.world > 1:
         torch.distributed.barrier()
     found = json.loads(path.read_text())
@@ -341,9 +341,5 @@ def _check_settings(run_dir: Path, wanted: dict, env: DistEnv) -> None:
 
 def last_logged(run_dir: Path) -> tuple[float | None, float | None]:
     """(loss, accuracy) of the last logged step, or (None, None)."""
-    path = run_dir / METRICS
-    lines = path.read_text().splitlines() if path.exists() else []
-    if not lines:
-        return None, None
-    last = json.loads(lines[-1])
-    return last["loss"], last["accuracy"]
+    records = logged_records(run_dir / METRICS)
+    return (records[-1]["loss"], records[-1]["accuracy"]) if records else (None, None)

@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from sparselabel.atomic import replaced
 from sparselabel.config import Config, TrainConfig
 from sparselabel.errors import SparseLabelError
 from sparselabel.faults import fault_point
@@ -180,6 +181,8 @@ def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: 
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0 if restart else load_checkpoint(run_dir / CHECKPOINT, model, optimizer, device)
     if start >= cfg.steps:
+        if env.is_main and not (run_dir / FINAL).exists():  # killed after the last checkpoint
+            save_atomic(model.state_dict(), run_dir / FINAL)
         return TrainResult(run_dir, start, last_logged_loss(run_dir / METRICS))
     if env.is_main:
         truncate_metrics(run_dir / METRICS, start)
@@ -194,7 +197,8 @@ def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: 
         net = torch.compile(net)
     loss = _run_steps(net, model, optimizer, loader, config, env, device, run_dir, start)
     if env.is_main:
-        torch.save(model.state_dict(), run_dir / FINAL)
+        fault_point("train:finished")  # after the last checkpoint, before model.pt
+        save_atomic(model.state_dict(), run_dir / FINAL)
     return TrainResult(run_dir, cfg.steps, loss)
 
 
@@ -260,7 +264,7 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
                       **{k: mean_over_ranks(v.detach(), env) for k, v in {"loss": total, **parts}.items()}}
             tick, loss_value = now, record["loss"]
             if env.is_main:
-                log.write(json.dumps(record) + "\n")
+                write_record(log, record)
                 bar.set_postfix(loss=f"{loss_value:.4f}", clips_s=f"{record['clips_per_s']:.1f}")
                 bar.update()
             save_snapshot_if_due(run_dir, model, config, step + 1, env)  # before the step's checkpoint
@@ -315,11 +319,24 @@ def mean_over_ranks(value: torch.Tensor, env: DistEnv) -> float:
     return float(value)
 
 
+def write_record(log, record: dict) -> None:
+    """One metrics line. A kill can still tear it (the fault point below does, on purpose):
+    readers skip a last line that is not whole (``logged_records``)."""
+    line = json.dumps(record) + "\n"
+    log.write(line[: len(line) // 2])
+    log.flush()
+    fault_point("train:metrics-half-written")
+    log.write(line[len(line) // 2 :])
+
+
+def save_atomic(state: object, path: Path) -> None:
+    """``torch.save`` written then renamed: a kill mid-save leaves the previous file intact."""
+    with replaced(path) as handle:
+        torch.save(state, handle)
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
-    """Write then rename, so a kill mid-save leaves the previous checkpoint intact."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
-    os.replace(tmp, path)
+    save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, path)
 
 
 def snapshot_steps(steps: int, members: int) -> list[int]:
@@ -351,10 +368,7 @@ def save_snapshot_if_due(run_dir: Path, model: torch.nn.Module, config: Config, 
     ens = config.ensemble
     if not env.is_main or ens.kind != "snapshots" or step not in snapshot_steps(config.train.steps, ens.members):
         return
-    path = snapshot_path(run_dir, step)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    save_atomic(model.state_dict(), snapshot_path(run_dir, step))
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device) -> int:
@@ -370,18 +384,24 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     return int(state["step"])
 
 
+def logged_records(path: Path) -> list[dict]:
+    """The metrics log's records; a last line torn by a kill (no newline) is not one."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    whole = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in whole.splitlines() if line]
+
+
 def truncate_metrics(path: Path, step: int) -> None:
-    """Drop log lines after ``step``: a resumed run writes them again."""
+    """Drop log lines after ``step`` (and a torn last line): a resumed run writes them again."""
     if path.exists():
-        lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-        path.write_text("".join(ln + "\n" for ln in lines))
+        path.write_text("".join(json.dumps(r) + "\n" for r in logged_records(path) if r["step"] <= step))
 
 
 def last_logged_loss(path: Path) -> float | None:
-    if not path.exists():
-        return None
-    lines = path.read_text().splitlines()
-    return json.loads(lines[-1])["loss"] if lines else None
+    records = logged_records(path)
+    return records[-1]["loss"] if records else None
 
 
 def load_trained(run_dir: Path, config: Config, num_classes: int, device: torch.device,
