@@ -39,17 +39,21 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _container_frames(path: Path) -> Iterator[np.ndarray]:
+def _av_frames(path: Path) -> Iterator[av.VideoFrame]:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoDecodeError("no video stream", path)
-            for frame in container.decode(container.streams.video[0]):
-                yield frame.to_ndarray(format="rgb24")
+            yield from container.decode(container.streams.video[0])
     except VideoDecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise _decode_error(exc, path) from exc
+
+
+def _container_frames(path: Path) -> Iterator[np.ndarray]:
+    for frame in _av_frames(path):
+        yield frame.to_ndarray(format="rgb24")
 
 
 def _decode_error(exc: Exception, path: Path) -> VideoDecodeError:
@@ -57,12 +61,20 @@ def _decode_error(exc: Exception, path: Path) -> VideoDecodeError:
     return VideoDecodeError(f"cannot decode: {reason} (corrupt, truncated or not a video)", path)
 
 
-def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """The frames of a video file or frame folder, decoded one at a time (uint8 (H, W, 3))."""
+def iter_frames(path: str | Path, decode_only: bool = False) -> Iterator[np.ndarray]:
+    """The frames of a video file or frame folder, decoded one at a time (uint8 (H, W, 3)).
+
+    ``decode_only``: a video file's frames are decoded but not converted to RGB, and an
+    empty (H, W, 3) array stands for each (enough to count frames and check sizes, faster).
+    """
     path = Path(path)
     if not path.exists():
         raise VideoDecodeError("no such file or folder", path)
     if not path.is_dir():
+        if decode_only:
+            for frame in _av_frames(path):
+                yield np.empty((frame.height, frame.width, 3), np.uint8)
+            return
         yield from _container_frames(path)
         return
     files = frame_files(path)
@@ -72,12 +84,13 @@ def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
         yield _single_image(file)
 
 
-def checked_frames(path: str | Path, expected_frames: int | None = None) -> Iterator[np.ndarray]:
+def checked_frames(path: str | Path, expected_frames: int | None = None, decode_only: bool = False
+                   ) -> Iterator[np.ndarray]:
     """``iter_frames``, refusing frames of differing sizes, zero frames, and (with
     ``expected_frames``) fewer frames than expected: a truncated file is an error rather
     than a silently shorter clip."""
     shape, count = None, 0
-    for frame in iter_frames(path):
+    for frame in iter_frames(path, decode_only):
         if shape is not None and frame.shape != shape:
             raise VideoDecodeError(f"frames differ in size: {sorted({shape, frame.shape})}", path)
         shape, count = frame.shape, count + 1
@@ -99,7 +112,7 @@ def read_video(path: str | Path, expected_frames: int | None = None) -> np.ndarr
 def check_video(path: str | Path, expected_frames: int | None = None) -> tuple[int, int, int]:
     """Decode a whole video one frame at a time, holding one frame: (frames, width, height)."""
     count, shape = 0, (0, 0, 3)
-    for frame in checked_frames(path, expected_frames):
+    for frame in checked_frames(path, expected_frames, decode_only=True):
         count, shape = count + 1, frame.shape
     return count, shape[1], shape[0]
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -362,33 +363,43 @@ class Ledger:
 
     def annotations(self, video_id: str | None = None) -> list[FrameAnnotation]:
         """The current (latest-version) answer of every annotated frame, ordered by video and frame."""
-        where, args = ("WHERE a.video_id = ?", (video_id,)) if video_id else ("", ())
-        rows = self.db.execute(
-            "SELECT a.id, a.video_id, a.frame, a.version, a.cycle, a.source, a.clicks, COALESCE(a.corrected, 0)"
-            " FROM annotations a "
-            "JOIN (SELECT video_id, frame, MAX(version) AS v FROM annotations GROUP BY video_id, frame) m "
-            f"ON a.video_id = m.video_id AND a.frame = m.frame AND a.version = m.v {where} "
-            "ORDER BY a.video_id, a.frame", args).fetchall()
-        return self._with_actors(rows)
+        return self._latest(None if video_id is None else [video_id])
 
     def annotations_at(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], FrameAnnotation]:
         keys = set(keys)
-        by_video = {vid for vid, _ in keys}
-        found = [a for vid in sorted(by_video) for a in self.annotations(vid)]
+        found = self._latest(sorted({vid for vid, _ in keys}))
         return {(a.video_id, a.frame): a for a in found if (a.video_id, a.frame) in keys}
 
+    def _latest(self, video_ids: list[str] | None) -> list[FrameAnnotation]:
+        """Latest-version answers of ``video_ids`` (all videos for None), with their actors:
+        a few queries per ``SQL_CHUNK`` videos or answers, never one per row."""
+        chunks = [None] if video_ids is None else [video_ids[i : i + SQL_CHUNK]
+                                                    for i in range(0, len(video_ids), SQL_CHUNK)]
+        rows = []
+        for chunk in chunks:
+            where, args = ("", ()) if chunk is None else (f"WHERE video_id IN ({_marks(chunk)})", tuple(chunk))
+            rows += self.db.execute(
+                "SELECT a.id, a.video_id, a.frame, a.version, a.cycle, a.source, a.clicks, COALESCE(a.corrected, 0)"
+                " FROM annotations a "
+                f"JOIN (SELECT video_id, frame, MAX(version) AS v FROM annotations {where} GROUP BY video_id, frame) m "
+                "ON a.video_id = m.video_id AND a.frame = m.frame AND a.version = m.v "
+                "ORDER BY a.video_id, a.frame", args).fetchall()
+        return self._with_actors(rows)
+
     def _with_actors(self, rows: list[tuple]) -> list[FrameAnnotation]:
-        shapes = {vid: (v.height, v.width) for vid, v in self.videos().items()}
-        out = []
-        for ann_id, vid, frame, version, cycle, source, clicks, corrected in rows:
-            actors = [
-                ActorLabel(actor, label, None if x1 is None else (x1, y1, x2, y2), _unpack_mask(mask, shapes[vid]))
-                for actor, label, x1, y1, x2, y2, mask in self.db.execute(
-                    "SELECT actor, label, x1, y1, x2, y2, mask FROM actors WHERE annotation_id = ? ORDER BY actor",
-                    (ann_id,))
-            ]
-            out.append(FrameAnnotation(vid, frame, actors, version, cycle, source, clicks, corrected))
-        return out
+        shapes = {vid: (h, w) for vid, h, w in self.db.execute("SELECT id, height, width FROM videos")}
+        actors: dict[int, list[ActorLabel]] = defaultdict(list)
+        ids = [r[0] for r in rows]
+        for i in range(0, len(ids), SQL_CHUNK):
+            chunk = ids[i : i + SQL_CHUNK]
+            for ann_id, vid, actor, label, x1, y1, x2, y2, mask in self.db.execute(
+                    "SELECT x.annotation_id, a.video_id, x.actor, x.label, x.x1, x.y1, x.x2, x.y2, x.mask "
+                    f"FROM actors x JOIN annotations a ON a.id = x.annotation_id "
+                    f"WHERE x.annotation_id IN ({_marks(chunk)}) ORDER BY x.annotation_id, x.actor", chunk):
+                actors[ann_id].append(ActorLabel(actor, label, None if x1 is None else (x1, y1, x2, y2),
+                                                 _unpack_mask(mask, shapes[vid])))
+        return [FrameAnnotation(vid, frame, actors.get(ann_id, []), version, cycle, source, clicks, corrected)
+                for ann_id, vid, frame, version, cycle, source, clicks, corrected in rows]
 
     # --- selections -----------------------------------------------------------------------
 
@@ -654,6 +665,13 @@ def _box_row(box: Sequence[float] | None) -> tuple:
 
 def _pack_mask(mask: np.ndarray | None) -> bytes | None:
     return None if mask is None else np.packbits(np.asarray(mask, dtype=bool).ravel()).tobytes()
+
+
+SQL_CHUNK = 500  # ids per IN (...) list: under SQLite's limit on bound parameters
+
+
+def _marks(values: Sequence) -> str:
+    return ",".join("?" * len(values))
 
 
 def _unpack_mask(blob: bytes | None, shape: tuple[int, int]) -> np.ndarray | None:
