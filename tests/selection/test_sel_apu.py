@@ -154,3 +154,15 @@ def test_annotated_frames_never_come_back_and_bad_input_is_refused():
         apu_select(uncertainty, {}, 1, lam=1.5)
     with pytest.raises(ValueError, match="budget"):
         apu_select(uncertainty, {}, -1)
+
+
+def test_banded_sort_gives_the_exact_order_of_one_full_sort_with_ties_across_bands():
+    from sparselabel.selection.apu import _best_first
+
+    rng = np.random.default_rng(0)
+    neg = rng.integers(-5, 0, size=500).astype(np.float64)  # many ties
+    vid, frame = rng.integers(0, 9, size=500), rng.integers(0, 50, size=500)
+    order = np.lexsort((frame, vid, neg))
+    want = list(zip(neg[order].tolist(), vid[order].tolist(), frame[order].tolist(), strict=True))
+    for band in (1, 7, 64, 499, 1000):
+        assert list(_best_first(neg, vid, frame, band=band)) == want

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,9 +125,6 @@ class _Video:
     marks: list[int]  # annotated + picked frames, sorted
     free: np.ndarray  # bool per frame: unannotated at the start
 
-    def __post_init__(self) -> None:
-        self.lam_u_list: list[float] = self.lam_u.tolist()  # fast scalar reads in the loop
-
 
 class _Pool:
     """Per-video arrays and the greedy loop."""
@@ -164,20 +161,21 @@ class _Pool:
             distance = marks[j] - frame
         if j > 0:
             distance = min(distance, frame - marks[j - 1])
-        return video.lam_u_list[frame] + self.d_term[distance]
+        return video.lam_u.item(frame) + self.d_term[distance]
 
     def greedy(self, which: Iterable[int], budget: int) -> tuple[list[Pick], list[float]]:
         """Global greedy selection among the videos ``which`` (indices), lazily re-scored."""
         neg, vid, frame = self._sorted_entries(list(which))
         budget = min(budget, len(neg))
+        entries = _best_first(neg, vid, frame)
+        head = next(entries, None)
         heap: list[tuple[float, int, int]] = []
         picks: list[Pick] = []
         scores: list[float] = []
-        pos = 0
         while len(picks) < budget:
-            if pos < len(neg) and (not heap or (neg[pos], vid[pos], frame[pos]) < heap[0]):
-                key, k, f = neg[pos], vid[pos], frame[pos]
-                pos += 1
+            if head is not None and (not heap or head < heap[0]):
+                key, k, f = head
+                head = next(entries, None)
             else:
                 key, k, f = heapq.heappop(heap)
             now = self.score(k, f)
@@ -189,19 +187,33 @@ class _Pool:
                 heapq.heappush(heap, (-now, k, f))
         return picks, scores
 
-    def _sorted_entries(self, which: list[int]) -> tuple[list[float], list[int], list[int]]:
-        """(-S, video index, frame) of every unannotated frame of ``which``, best first."""
-        neg, vid, frame = [], [], []
-        for k in which:
-            free = np.flatnonzero(self.videos[k].free)
-            neg.append(-self.initial(k)[free])
-            vid.append(np.full(free.size, k, dtype=np.int64))
-            frame.append(free)
-        if not neg:
-            return [], [], []
-        neg, vid, frame = np.concatenate(neg), np.concatenate(vid), np.concatenate(frame)
-        order = np.lexsort((frame, vid, neg))
-        return neg[order].tolist(), vid[order].tolist(), frame[order].tolist()
+    def _sorted_entries(self, which: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(-S, video index, frame) of every unannotated frame of ``which`` (unsorted).
+
+        Vectorised over the whole pool: frames and marks get global positions (video by
+        video), so one ``searchsorted`` finds every frame's nearest marks, kept only when
+        they are of the same video.
+        """
+        if not which:
+            return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        videos = [self.videos[k] for k in which]
+        lengths = np.array([len(v.free) for v in videos], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        owner = np.repeat(np.arange(len(videos)), lengths)
+        local = np.arange(lengths.sum()) - offsets[owner]
+        marks = np.concatenate([np.asarray(v.marks, dtype=np.int64) + o for v, o in zip(videos, offsets, strict=True)])
+        mark_owner = np.repeat(np.arange(len(videos)), [len(v.marks) for v in videos])
+        position = np.arange(lengths.sum())
+        right = np.searchsorted(marks, position)
+        distance = np.full(position.size, self.none, dtype=np.int64)
+        for side in (right, right - 1):
+            ok = (side >= 0) & (side < marks.size)
+            ok[ok] &= mark_owner[side[ok]] == owner[ok]
+            distance[ok] = np.minimum(distance[ok], np.abs(marks[side[ok]] - position[ok]))
+        free = np.concatenate([v.free for v in videos])
+        lam_u = np.concatenate([v.lam_u for v in videos])
+        neg = -(lam_u + np.asarray(self.d_term)[distance])[free]
+        return neg, np.asarray(which, dtype=np.int64)[owner[free]], local[free]
 
     def local(self, budget: int) -> tuple[list[Pick], list[float]]:
         """Each video's share (see ``apu_select``), chosen by the greedy rule inside the video."""
@@ -216,6 +228,27 @@ class _Pool:
             picks += p
             scores += s
         return picks, scores
+
+
+def _best_first(neg: np.ndarray, vid: np.ndarray, frame: np.ndarray, band: int = 1 << 18
+                ) -> Iterator[tuple[float, int, int]]:
+    """The entries in (-S, video, frame) order, as Python tuples (fast to compare with the
+    heap's), sorted a band at a time: the greedy loop usually stops after a few bands, so
+    most of a large pool is never sorted, and its N entries stay three numpy arrays rather
+    than 3N Python objects. A band is every entry with -S <= the band-th smallest, ties
+    included, so the order across bands is exact."""
+    rest = np.arange(len(neg))
+    while rest.size:
+        if rest.size > band:
+            keys = neg[rest]
+            take = keys <= np.partition(keys, band)[band]
+            part, rest = rest[take], rest[~take]
+        else:
+            part, rest = rest, rest[:0]
+        part = part[np.lexsort((frame[part], vid[part], neg[part]))]
+        for i in range(0, len(part), 1 << 16):
+            chunk = part[i : i + (1 << 16)]
+            yield from zip(neg[chunk].tolist(), vid[chunk].tolist(), frame[chunk].tolist(), strict=True)
 
 
 def equal_shares(order: list, available: Mapping, budget: int) -> dict:
