@@ -2,7 +2,8 @@
 
     python benchmarks/scale.py                          # 100, 1,000 and 3,207 videos
     python benchmarks/scale.py --videos 100 600         # other sizes
-    python benchmarks/scale.py --select-frames 10000000 # selection alone, from a synthetic score table
+    python benchmarks/scale.py --videos --select-frames 10000000 --metric-videos 3207
+                                                        # selection and frame-mAP alone, synthetic inputs
 
 The stand-in for a UCF101-24-sized pool is synthetic (``sparselabel synth --size 32 --frames
 16 24``: thousands of small, short videos, generated in seconds), so only how cost grows
@@ -20,6 +21,9 @@ Per pool size, two workspaces:
 
 ``--select-frames N`` times APU's global selection of 5% of N frames of random scores (pure
 selection, in a process of its own, as ``select_scaling.py`` builds its pools).
+``--metric-videos N`` times frame-mAP@0.5 over N UCF101-24-sized videos (175 frames, one
+ground-truth box per frame, two jittered detections around each, as ``metrics_speed.py``
+builds them): the "evaluate" rows above score a 20-step model that finds few boxes.
 
 Prints the tables and writes benchmarks/results/scale.json.
 """
@@ -27,6 +31,7 @@ Prints the tables and writes benchmarks/results/scale.json.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -35,6 +40,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from sparselabel.jsonio import write_json
 
@@ -110,6 +117,20 @@ def select_row(frames_total: int, frames: int = 200) -> dict:
     return {"frames": videos * frames, "videos": videos, "budget": budget, "select_s": wall, "rss_mb": rss}
 
 
+def metric_row(videos: int, frames: int = 175) -> dict:
+    """frame-mAP@0.5 (ACT convention) over ``videos`` videos of ``frames`` frames, in this process."""
+    sys.path.insert(0, str(HERE))
+    from metrics_speed import frame_case
+
+    from sparselabel.evaluation import frame_map
+
+    gt, dets, ids = frame_case(np.random.default_rng(0), videos=videos, frames=frames, classes=1)
+    start = time.perf_counter()
+    frame_map(gt, dets, ids)
+    return {"videos": videos, "frames": videos * frames, "detections": len(dets),
+            "frame_map_s": time.perf_counter() - start}
+
+
 def table(rows: list[dict]) -> str:
     lines = [f"{'videos':>6} {'labels':>6}  {'step':<28} {'wall':>9} {'peak RSS':>10}", "-" * 64]
     lines += [f"{r['videos']:>6} {r['labels']:>6}  {r['step']:<28} {r['wall_s']:>7.1f} s {r['rss_mb']:>7.0f} MB"
@@ -119,20 +140,29 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--videos", type=int, nargs="*", default=[100, 1000, 3207])
+    parser.add_argument("--videos", type=int, nargs="*", default=[100, 1000, 3207],
+                        help="pool sizes (none: only the --select-frames / --metric-videos rows)")
     parser.add_argument("--select-frames", type=int, nargs="*", default=[],
                         help="also time APU selection of 5%% of this many frames (e.g. 10000000)")
+    parser.add_argument("--metric-videos", type=int, nargs="*", default=[],
+                        help="also time frame-mAP over this many UCF101-24-sized videos (e.g. 3207)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     rows = [row for videos in args.videos for row in pool_rows(videos)]
     selects = [select_row(n) for n in args.select_frames]
+    metrics = [metric_row(n) for n in args.metric_videos]
     print("\n" + table(rows))
     over = [r for r in rows if r["rss_mb"] > TARGET_RSS_MB]
     print(f"\npeak RSS over {TARGET_RSS_MB} MB: {len(over)} of {len(rows)} steps")
     for s in selects:
         print(f"APU select {s['budget']:,} of {s['frames']:,} frames ({s['videos']:,} videos): "
               f"{s['select_s']:.1f} s, peak RSS {s['rss_mb']:.0f} MB (pool built in the same process)")
-    write_json({"machine": platform.platform(), "cpus": os.cpu_count(), "rows": rows, "select": selects},
+    for m in metrics:
+        print(f"frame-mAP@0.5 over {m['videos']:,} videos ({m['frames']:,} frames, {m['detections']:,} "
+              f"detections): {m['frame_map_s']:.1f} s")
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    write_json({"machine": platform.platform(), "cpus": os.cpu_count(), "rows": rows or old.get("rows", []),
+                "select": selects or old.get("select", []), "frame_map": metrics or old.get("frame_map", [])},
                RESULTS)
 
 

@@ -54,6 +54,9 @@ class ModelConfig:
     feature_cache_gb: float = 20.0  # the cache is refused before computing if it would be larger
     widths: list[int] = field(default_factory=list)  # small3d: channels of its 3 stages; empty: 16, 32, 64
     primary_kernel: int = 0  # capsule head: primary-capsule kernel; 0: the encoder's (9 for i3d, 3 for small3d)
+    # conv head: the classifier reads pooled decoder features ("features"), the motion of the
+    # predicted foreground only ("silhouette": blind to colour and texture), or "both"
+    classify_from: str = "features"
 
 
 @dataclass
@@ -161,6 +164,7 @@ class Config:
 CHOICES = {
     "train.loss": ("mgw", "mask", "interp"),
     "model.head": ("capsules", "conv"),
+    "model.classify_from": ("features", "silhouette", "both"),
     "pretrain.task": ("none", "order", "speed"),
     "ensemble.kind": ("snapshots", "seeds"),
     "selection.uncertainty": ("mc-dropout", "ensemble"),

@@ -52,3 +52,32 @@ def test_actor_weighted_class_scores_follow_the_windows_that_show_foreground() -
     np.testing.assert_allclose(weighted.fg, plain.fg)
     assert np.isclose(weighted.class_scores.sum(), 1.0, atol=1e-5)
     assert not np.allclose(weighted.class_scores, plain.class_scores, atol=1e-7)
+
+
+def test_the_silhouette_classifier_sees_only_the_predicted_foreground() -> None:
+    """classify_from=silhouette: the class comes from the (detached) foreground alone, so two
+    clips whose foreground is the same get the same class scores, whatever their colours."""
+    torch.manual_seed(0)
+    model = build_detector("small3d", num_classes=4, pretrained=False, head="conv", classify_from="silhouette")
+    model.eval()
+    features = model.encode(torch.randn(2, 3, 8, 32, 32))
+    head = model.conv_head
+    logits, fg = head(features)
+    assert logits.shape == (2, 4) and fg.shape == (2, 8, 32, 32)
+    # The classification loss moves no weight of the localisation path.
+    logits.sum().backward()
+    assert all(p.grad is None for p in head.to_logits.parameters())
+    assert all(p.grad is not None for p in head.silhouette.parameters())
+    # Pin the foreground logits; change every feature below them: the class scores stay.
+    pinned = torch.randn(2, 1, 4, 16, 16)  # the fine map's shape for 8 x 32 x 32 clips
+    head.to_logits.register_forward_hook(lambda _module, _inputs, _output: pinned)
+    other = type(features)(features.fine * -1, features.mid + 1.0, features.deep * 2, features.size)
+    with torch.no_grad():
+        assert torch.allclose(head(features)[0], head(other)[0])
+
+
+def test_classify_from_needs_the_conv_head() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="conv head"):
+        build_detector("small3d", num_classes=4, pretrained=False, head="capsules", classify_from="silhouette")

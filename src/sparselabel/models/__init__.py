@@ -59,6 +59,8 @@ def detector_from_config(model: ModelConfig, num_classes: int, pretrained: bool 
     BatchNorm is frozen as for the pretrained encoder either way.
     """
     options: dict[str, Any] = {"primary_kernel": model.primary_kernel} if model.primary_kernel else {}
+    if model.classify_from != "features":
+        options["classify_from"] = model.classify_from
     if model.widths:
         if model.encoder != "small3d" or len(model.widths) != 3:
             raise ValueError(f"model.widths={list(model.widths)}: three stage widths, for model.encoder=small3d only")

@@ -200,10 +200,13 @@ class Detector(nn.Module):
         decoder_channels: int = 64,
         freeze_bn: bool = False,
         head: str = "capsules",
+        classify_from: str = "features",
     ):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+        if classify_from != "features" and head != "conv":
+            raise ValueError(f"classify_from={classify_from!r} needs the conv head (head='conv')")
         fine_ch, mid_ch, deep_ch = encoder.channels
         fine_stride, mid_stride, deep_stride = encoder.strides
         kernel = encoder.primary_kernel if primary_kernel is None else primary_kernel
@@ -216,7 +219,7 @@ class Detector(nn.Module):
         self.encoder = encoder.module
         self.head = head
         if head == "conv":
-            self.conv_head = ConvHead(encoder.channels, num_classes, decoder_channels, dropout)
+            self.conv_head = ConvHead(encoder.channels, num_classes, decoder_channels, dropout, classify_from)
             return
         self.feature_dropout = nn.Dropout3d(dropout)
         self.primary_caps = PrimaryCaps(deep_ch, num_types, kernel, pose_size)
