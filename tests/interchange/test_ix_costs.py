@@ -74,7 +74,7 @@ def test_a_schema_1_ledger_is_migrated_in_place_and_keeps_its_rows(tmp_path):
 
 
 def test_record_annotations_keeps_its_old_behaviour(tmp_path):
-    ledger = Ledger(tmp_path / "l.sqlite")
+    ledger = Ledger(tmp_path / "l.sqlite", create=True)
     ledger.set_meta(classes="run")
     ledger.add_videos([Video("a", Path(), 10, 25.0, 64, 48, 0)], "pool")
     ledger.record_annotations([FrameAnnotation("a", 1, [ActorLabel(0, 0, (1, 1, 5, 5))], cycle=9)],

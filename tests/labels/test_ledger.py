@@ -15,7 +15,7 @@ from sparselabel.labels.ledger import ActorLabel, FrameAnnotation, Ledger
 
 
 def make_ledger(path: Path) -> Ledger:
-    ledger = Ledger(path)
+    ledger = Ledger(path, create=True)
     ledger.set_meta(classes="run\njump")
     ledger.add_videos([Video("a", Path(), 30, 25.0, 64, 48, 0), Video("b", Path(), 10, 25.0, 64, 48, 1)], "pool")
     return ledger
@@ -116,7 +116,7 @@ WRITER = textwrap.dedent(
     from sparselabel.data.dataset import Video
     from sparselabel.labels.ledger import ActorLabel, FrameAnnotation, Ledger
 
-    ledger = Ledger(sys.argv[1])
+    ledger = Ledger(sys.argv[1], create=True)
     ledger.set_meta(classes="a")
     ledger.add_videos([Video(f"v{i}", Path(), 100000, 25.0, 160, 120, 0) for i in range(4)], "pool")
     mask = np.ones((120, 160), dtype=bool)
@@ -157,3 +157,22 @@ def test_sigkill_while_writing_keeps_committed_batches_whole(tmp_path, kill_afte
     assert orphans == 0
     # the workspace still takes writes after the crash
     ledger.record_annotations([FrameAnnotation("v0", 99999, [])], source="oracle", cycle=999)
+
+
+@pytest.mark.parametrize("content", [b"", None], ids=["zero-byte file", "SQLite file without the schema"])
+def test_a_ledger_without_its_schema_is_an_error_never_a_new_ledger(tmp_path, content):
+    path = tmp_path / "ledger.sqlite"
+    if content is None:
+        import sqlite3
+
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE other (x)")
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    with pytest.raises(SparseLabelError, match="no schema"):
+        Ledger(path)
+    assert path.read_bytes() == before  # untouched
+    with pytest.raises(SparseLabelError, match="no ledger here"):
+        Ledger(tmp_path / "missing.sqlite")
+    assert not (tmp_path / "missing.sqlite").exists()

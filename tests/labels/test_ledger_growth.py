@@ -12,7 +12,7 @@ from sparselabel.labels.ledger import ActorLabel, FrameAnnotation, Joining, Ledg
 
 
 def make_ledger(path: Path) -> Ledger:
-    ledger = Ledger(path)
+    ledger = Ledger(path, create=True)
     ledger.set_meta(classes="run\njump")
     ledger.add_videos([Video("a", Path(), 30, 25.0, 64, 48, 0), Video("b", Path(), 10, 25.0, 64, 48, 1)], "pool")
     ledger.record_selection(0, "initial-random", [("a", 3), ("b", 0)])

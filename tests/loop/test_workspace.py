@@ -47,7 +47,7 @@ def test_at_least_one_frame_per_video_and_same_seed_same_picks(tmp_path, tiny_da
     assert sorted({v for v, _ in picks[0]}) == ["vid0", "vid1", "vid2"]
 
 
-def test_interrupted_init_finishes_on_open(tmp_path, tiny_dataset, monkeypatch):
+def test_an_interrupted_or_failed_init_leaves_nothing_and_can_be_run_again(tmp_path, tiny_dataset, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
@@ -55,10 +55,26 @@ def test_interrupted_init_finishes_on_open(tmp_path, tiny_dataset, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         create(tmp_path / "ws", tiny_dataset, "labels.initial_percent=10")
     monkeypatch.undo()
-    selected = Workspace.open(tmp_path / "ws")
-    picks = [(v, f) for _, _, v, f, _ in selected.ledger.selections()]
-    assert len(picks) == 6 and sum(len(f) for f in selected.ledger.annotated_frames().values()) == 6
-    assert Workspace.open(tmp_path / "ws").ledger.selections() == selected.ledger.selections()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]  # the dataset; no workspace, no hidden leftovers
+    again = create(tmp_path / "ws", tiny_dataset, "labels.initial_percent=10")
+    whole = create(tmp_path / "other", tiny_dataset, "labels.initial_percent=10")
+    assert len(again.ledger.selections()) == 6 and again.ledger.selections() == whole.ledger.selections()
+
+
+def test_a_killed_init_leaves_only_a_hidden_folder_that_the_next_init_removes(tmp_path, tiny_dataset):
+    abandoned = tmp_path / ".ws.init-999999999"  # no such process
+    abandoned.mkdir()
+    (abandoned / "ledger.sqlite").write_bytes(b"half")
+    create(tmp_path / "ws", tiny_dataset)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny", "ws"]
+
+
+def test_init_refuses_a_folder_that_holds_other_files(tmp_path, tiny_dataset):
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "notes.txt").write_text("mine")
+    with pytest.raises(SparseLabelError, match="not an empty folder"):
+        create(tmp_path / "ws", tiny_dataset)
+    assert [p.name for p in (tmp_path / "ws").iterdir()] == ["notes.txt"]
 
 
 def test_init_refuses_an_existing_workspace_and_leaves_it_alone(tmp_path, tiny_dataset):

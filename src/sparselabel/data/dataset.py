@@ -6,6 +6,7 @@ from 1 (ACT ``gttubes``) are converted at the edges.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,14 +83,33 @@ class Dataset:
         return out
 
     def validate(self) -> None:
-        """Every tube inside its video: frames in range, boxes inside the frame, masks of frame size."""
+        """Class names usable, and every tube inside its video: frames in range, boxes inside
+        the frame, masks of frame size."""
         where = self.source
+        check_class_names(self.classes, where)
         for vid, tubes in self.tubes.items():
             if vid not in self.videos:
                 raise AnnotationError(f"tubes for unknown video {vid!r}", where)
             video = self.videos[vid]
             for k, tube in enumerate(tubes):
                 check_tube(tube, video, f"video {vid!r} tube {k}", where, len(self.classes))
+
+
+def check_class_names(classes: object, where: Path | None) -> None:
+    """A non-empty list of distinct, non-empty strings without control characters (a newline
+    inside one would make it two names wherever names are listed one per line)."""
+    if not isinstance(classes, list | tuple) or not classes:
+        raise AnnotationError(f"classes must be a non-empty list of names, got {type(classes).__name__}", where)
+    for k, name in enumerate(classes):
+        if not isinstance(name, str):
+            raise AnnotationError(f"class {k} is {type(name).__name__} {name!r}, not a name (a string)", where)
+        if not name.strip():
+            raise AnnotationError(f"class {k} has an empty name", where)
+        if any(unicodedata.category(c).startswith("C") for c in name):
+            raise AnnotationError(f"class {k} {name!r} holds a control character (newline, tab, NUL...)", where)
+    repeated = sorted({n for n in classes if classes.count(n) > 1})
+    if repeated:
+        raise AnnotationError(f"class name {repeated[0]!r} is listed twice", where)
 
 
 def check_tube(tube: Tube, video: Video, what: str, where: Path | None, num_classes: int) -> None:

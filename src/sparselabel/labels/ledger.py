@@ -187,10 +187,21 @@ def now() -> str:
 class Ledger:
     """A workspace's SQLite ledger (one file; safe to reopen after a crash)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, create: bool = False):
+        """Open the ledger at ``path``; ``create`` makes a new one there. Without it, a
+        missing file, an empty one or any SQLite file without a ledger's schema is an error:
+        a ledger is never silently re-initialised (a zero-byte file would otherwise become
+        an empty workspace)."""
         self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise SparseLabelError("no ledger here (missing, or not a regular file)", self.path)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            if not create and not self.db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+                self.db.close()
+                raise SparseLabelError("not a sparselabel ledger: it has no schema (empty, or another "
+                                       "SQLite file); restore it from a backup", self.path)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
@@ -239,8 +250,21 @@ class Ledger:
 
     @property
     def classes(self) -> list[str]:
+        """Class names, stored as a JSON list (ledgers before it joined them with newlines)."""
         names = self.meta("classes")
-        return [] if not names else names.split("\n")
+        if not names:
+            return []
+        if names.startswith("["):
+            try:
+                parsed = json.loads(names)
+                if isinstance(parsed, list):
+                    return parsed
+            except ValueError:
+                pass  # an old ledger whose first class name starts with "["
+        return names.split("\n")
+
+    def set_classes(self, names: Sequence[str]) -> None:
+        self.set_meta(classes=json.dumps(list(names)))
 
     # --- videos ---------------------------------------------------------------------------
 

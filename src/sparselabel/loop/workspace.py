@@ -12,6 +12,8 @@ whose videos joined, and ``Workspace.dataset`` is the union, on every open.
 
 from __future__ import annotations
 
+import os
+import shutil
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,10 +64,16 @@ class Workspace:
 
     @classmethod
     def create(cls, root: str | Path, config: Config, verify_videos: bool = True) -> Workspace:
-        """Make a new workspace for ``config.dataset`` and give it its initial random labels."""
+        """Make a new workspace for ``config.dataset`` and give it its initial random labels.
+
+        Built in a hidden sibling folder and renamed into place when complete: a failed or
+        killed ``init`` leaves no workspace behind, so it can simply be run again.
+        """
         root = Path(root)
         if (root / LEDGER_FILE).exists():
             raise SparseLabelError("already a workspace (ledger.sqlite exists); use another folder", root)
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise SparseLabelError("exists and is not an empty folder; init needs a new or empty folder", root)
         config.dataset.path = str(Path(config.dataset.path).resolve())
         dataset = load_dataset(config.dataset.kind, config.dataset.path, **config.dataset.options)
         pool = dataset.split(config.dataset.pool_split)
@@ -74,15 +82,21 @@ class Workspace:
             raise SparseLabelError(f"split {config.dataset.pool_split!r} has no videos", dataset.source)
         if verify_videos:
             check_decodable(dataset, pool + test)
-        root.mkdir(parents=True, exist_ok=True)
-        save_config(config, root / CONFIG_FILE)
-        ledger = Ledger(root / LEDGER_FILE)
-        ledger.set_meta(classes="\n".join(dataset.classes), dataset=dataset.name)
-        ledger.add_videos([dataset.videos[v] for v in pool], POOL)
-        ledger.add_videos([dataset.videos[v] for v in test], TEST)
-        workspace = cls(root, config, ledger, dataset)
-        workspace.ensure_initial_labels()
-        return workspace
+        _remove_abandoned_builds(root)
+        building = root.parent / f".{root.name}.init-{os.getpid()}"
+        building.mkdir(parents=True)
+        try:
+            save_config(config, building / CONFIG_FILE)
+            with Ledger(building / LEDGER_FILE, create=True) as ledger:
+                ledger.set_classes(dataset.classes)
+                ledger.set_meta(dataset=dataset.name)
+                ledger.add_videos([dataset.videos[v] for v in pool], POOL)
+                ledger.add_videos([dataset.videos[v] for v in test], TEST)
+                cls(building, config, ledger, dataset).ensure_initial_labels()
+            os.replace(building, root)  # root is absent or an empty folder
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        return cls(root, config, Ledger(root / LEDGER_FILE), dataset)
 
     @classmethod
     def open(cls, root: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Workspace:
@@ -137,6 +151,24 @@ def oracle_clicks(labels: LabelsConfig) -> int:
 def load_source(source: Source, classes: list[str]) -> Dataset:
     """The videos a recorded source put into the pool, labelled with the workspace's ``classes``."""
     return select_videos(load_dataset(source.kind, source.path, **source.options), list(source.video_ids), classes)
+
+
+def _remove_abandoned_builds(root: Path) -> None:
+    """Hidden folders of ``init`` runs into ``root`` that were killed (their process is gone)."""
+    for folder in root.parent.glob(f".{root.name}.init-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def initial_picks(videos: dict, config: Config) -> list[tuple[str, int]]:
