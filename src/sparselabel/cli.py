@@ -166,7 +166,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     workspace = Workspace.open(args.workspace)
     for path in export_tasks(workspace, args.format, Path(args.out), cycle=args.cycle,
-                             with_predictions=args.with_predictions, url_prefix=args.url_prefix):
+                             with_predictions=args.with_predictions, url_prefix=args.url_prefix,
+                             overwrite=args.overwrite):
         print(path)
     print(f"exported to {args.out}")
 
@@ -322,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="folder to write the tasks to")
     export.add_argument("--cycle", type=int, help="cycle whose selection to export (default: the latest not fully answered)")
     export.add_argument("--with-predictions", action="store_true", help="pre-annotate with the latest model's boxes")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace what --out holds (an earlier export) with this export, as a whole")
     export.add_argument("--url-prefix", default="", help="prefix for media paths in Label Studio tasks (where it serves them)")
 
     imp = add("import", cmd_import, "Read answers exported from CVAT / Label Studio / JSONL into the ledger "

@@ -194,26 +194,27 @@ def test_video_ids_never_become_paths(tmp_path):
     ws = Workspace.create(tmp_path / "ws", load_config(None, [f"dataset.path={dataset}", *OVERRIDES]))
     out = tmp_path / "deep" / "out"
     for fmt in ("cvat", "cvat-images", "labelstudio", "json"):
-        export_tasks(ws, fmt, out)
+        export_tasks(ws, fmt, out / fmt)
     for path in out.rglob("*"):
         assert path.resolve().is_relative_to(out.resolve())
     assert not list(tmp_path.rglob("evil*"))
-    names = [p.name for p in (out / "images").iterdir() if "evil" in p.name]
+    names = [p.name for p in (out / "json" / "images").iterdir() if "evil" in p.name]
     assert names and all("/" not in n and ".." not in n for n in names)
     assert parse_frame_file_name(names[0])[0] == evil
     assert frame_file_name(evil, 3) == "%2E%2E%2F%2E%2E%2Fevil%2Fx%2Ey__000003.jpg"
     ws.close()
 
 
-def test_writing_through_a_symlink_out_of_the_export_is_refused(ws, tmp_path):
+def test_writing_through_a_symlink_out_of_the_export_never_happens(ws, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (out / "images").symlink_to(elsewhere, target_is_directory=True)
-    with pytest.raises(SparseLabelError, match="outside the export folder"):
+    with pytest.raises(SparseLabelError, match="not empty"):
         export_tasks(ws, "json", out)
-    assert not list(elsewhere.iterdir())
+    export_tasks(ws, "json", out, overwrite=True)  # replaces the folder as a whole: no write through the link
+    assert not list(elsewhere.iterdir()) and not (out / "images").is_symlink() and list((out / "images").iterdir())
     with pytest.raises(SparseLabelError, match="outside"):
         inside(out, "../../etc/passwd")
 
@@ -228,3 +229,29 @@ def test_any_video_id_becomes_one_reversible_file_name(video_id, frame):
     assert parse_frame_file_name(f"some/folder/{name}") == (video_id, frame)
     with pytest.raises(SparseLabelError, match="too long"):
         frame_file_name("x" * 250, frame)
+
+
+def test_export_into_a_folder_with_files_is_refused_and_overwrite_replaces_it_whole(ws, tmp_path):
+    out = tmp_path / "out"
+    export_tasks(ws, "cvat-images", out)
+    first = sorted(p.relative_to(out) for p in out.rglob("*"))
+    (out / "images" / "stale.jpg").write_bytes(b"from an earlier export")
+    (out / "annotations.xml").write_text("the user's own edits")
+    with pytest.raises(SparseLabelError, match="not empty"):
+        export_tasks(ws, "cvat-images", out)
+    assert (out / "annotations.xml").read_text() == "the user's own edits"  # untouched
+    export_tasks(ws, "cvat-images", out, overwrite=True)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == first  # no stale image mixed in
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_a_failed_export_leaves_nothing_behind(ws, tmp_path, monkeypatch):
+    import sparselabel.interchange.export as export_module
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export_module, "_write_manifest", broken)
+    with pytest.raises(OSError):
+        export_tasks(ws, "json", tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir() if "out" in p.name) == []

@@ -11,9 +11,10 @@ frames of shape (H, W, 3). Nothing here holds a whole video unless asked to
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -222,13 +223,18 @@ def _seeked(path: Path, index: tuple[np.ndarray, np.ndarray], first: int, last: 
 
 
 def write_video(
-    path: str | Path, frames: np.ndarray, fps: float = 25.0, codec: str = "libx264", crf: int = 18
+    path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: float = 25.0, codec: str = "libx264",
+    crf: int = 18,
 ) -> None:
-    """Encode uint8 (T, H, W, 3) frames. Single-threaded so the bytes depend only on the input."""
+    """Encode uint8 (H, W, 3) frames: an array (T, H, W, 3) or any iterable of frames (then
+    one frame is in memory at a time). Single-threaded so the bytes depend only on the input."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = np.asarray(frames, dtype=np.uint8)
-    height, width = frames.shape[1:3]
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
+    height, width = np.asarray(first).shape[:2]
     with av.open(str(path), mode="w") as container:
         container.metadata.clear()
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
@@ -240,8 +246,8 @@ def write_video(
             stream.options = {"crf": str(crf), "preset": "medium", "threads": "1", "x264-params": "mbtree=0"}
         elif codec == "ffv1":
             stream.pix_fmt = "bgr0"
-        for array in frames:
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+        for array in itertools.chain([first], frames):
+            frame = av.VideoFrame.from_ndarray(np.asarray(array, dtype=np.uint8), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
 

@@ -27,6 +27,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,7 +60,7 @@ JPEG_QUALITY = 95
 
 
 def export_tasks(workspace, fmt: str, out_dir: str | Path, cycle: int | None = None,
-                 with_predictions: bool = False, url_prefix: str = "") -> list[Path]:
+                 with_predictions: bool = False, url_prefix: str = "", overwrite: bool = False) -> list[Path]:
     """Write the selected frames of ``cycle`` as ``fmt`` tasks under ``out_dir``; returns the task files.
 
     ``cycle`` defaults to the latest cycle that still has unanswered selected
@@ -66,20 +68,49 @@ def export_tasks(workspace, fmt: str, out_dir: str | Path, cycle: int | None = N
     one is answered already, to annotate them again). ``with_predictions``
     offers the latest prediction run's boxes as pre-annotations.
     ``url_prefix`` is put before media paths in Label Studio tasks.
+
+    The export is written into a hidden sibling folder and renamed onto ``out_dir`` when
+    complete, so a failed export leaves nothing. ``out_dir`` must be new or empty; with
+    ``overwrite`` an earlier export there is replaced as a whole (never mixed with).
     """
     if fmt not in FORMATS:
         raise SparseLabelError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise SparseLabelError("exists and is not a folder; give --out a folder", out)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SparseLabelError("folder is not empty; choose a new folder, or --overwrite to replace "
+                               "what is there with this export", out)
     cycle = choose_cycle(workspace.ledger, cycle)
     batch = ExportBatch(cycle, workspace.ledger.classes, task_frames(workspace, cycle))
     if with_predictions:
         add_predictions(workspace, batch, tracks=fmt in VIDEO_FORMATS)
-    write_frame_images(workspace, batch, out)
-    files = WRITERS[fmt](workspace, batch, out, url_prefix)
-    _write_manifest(out, fmt, batch, files)
+    with staged_folder(out) as build:
+        write_frame_images(workspace, batch, build)
+        files = WRITERS[fmt](workspace, batch, build, url_prefix)
+        _write_manifest(build, fmt, batch, files)
+        files = [out / f.relative_to(build.resolve()) for f in files]
     write_record(workspace.root, fmt, batch, out)
     return files
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A hidden folder beside ``out`` to write into, put in ``out``'s place when the block
+    succeeds (an earlier ``out`` is removed only then) and removed when it fails."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build = out.parent / f".{out.name}.export-{os.getpid()}"
+    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir()
+    try:
+        yield build
+        if out.exists():
+            os.replace(out, old)
+        os.replace(build, out)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 # --- what to export -----------------------------------------------------------------------
@@ -196,7 +227,7 @@ def _write_cvat_video(workspace, batch: ExportBatch, out: Path, prefix: str) -> 
     files = []
     for vid, frames in batch.by_video().items():
         folder = f"cvat/{escape_id(vid)}"
-        for index, rgb in enumerate(workspace.dataset.videos[vid].frames()):
+        for index, rgb in enumerate(workspace.dataset.videos[vid].iter_frames()):
             _save_jpeg(rgb, inside(out, f"{folder}/images/frame_{index:06d}.jpg"))
         target = inside(out, f"{folder}/annotations.xml")
         target.write_bytes(cvat.video_xml(vid, frames, batch.tracks.get(vid, []), batch.classes))
@@ -233,7 +264,7 @@ def _copy_video(video, out: Path) -> str:
     if video.path.is_file():
         shutil.copyfile(video.path, target)
     else:
-        write_video(target, video.frames(), fps=video.fps)
+        write_video(target, video.iter_frames(), fps=video.fps)
     return relative
 
 
