@@ -100,3 +100,23 @@ def test_as_int_avoids_uint8_overflow() -> None:
 def test_safe_loads_names_its_source() -> None:
     with pytest.raises(UnsafePickleError, match="memory"):
         safe_loads(b"not a pickle", source="memory")
+
+
+@pytest.mark.parametrize("program", [
+    b"c__builtin__\nbytearray\nJ\x00\xca\x9a;\x85R.",  # bytearray(10**9): 30 bytes asking for 1 GB
+    b"c__builtin__\nbytes\nJ\x00\xca\x9a;\x85R.",  # bytes(10**9)
+    b"c__builtin__\nlist\nc__builtin__\nrange\nJ\x00\xca\x9a;\x85R\x85R.",  # list(range(10**9))
+])
+def test_a_tiny_pickle_cannot_make_the_loader_allocate_gigabytes(program):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UnsafePickleError, match="refusing"):
+        safe_loads(program, "bomb.pkl")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB: nothing big was made
+
+
+def test_containers_and_sets_of_old_protocols_still_load():
+    value = {"labels": ["a", "b"], "nframes": {"v": 3}, "set": {1, 2}, "frozen": frozenset({"x"}), "b": b"\x00\x01"}
+    for protocol in (0, 1, 2, 4):
+        assert safe_loads(pickle.dumps(value, protocol=protocol)) == value

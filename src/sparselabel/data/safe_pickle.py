@@ -26,10 +26,10 @@ _NUMPY = {
     ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
 }
-_BUILTINS = {
-    "dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray",
-    "int", "float", "complex", "bool", "slice", "range",
-}
+# What annotation pickles need (containers rebuilt by REDUCE in old protocols, scalars).
+# Not range, bytearray, slice or complex: nothing needs them, and ``list(range(10**9))`` or
+# ``bytearray(10**9)`` in a 30-byte pickle would allocate gigabytes before anything is checked.
+_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int", "float", "bool"}
 # Python 2 pickles of numpy arrays encode raw bytes through _codecs.encode.
 _CODECS = {("_codecs", "encode")}
 
@@ -43,7 +43,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) in _NUMPY or (module, name) in _CODECS:
             return super().find_class(module, name)
         if module in ("builtins", "__builtin__") and name in _BUILTINS:
-            return super().find_class("builtins", name)
+            return _without_counts(super().find_class("builtins", name), self._source)
         if module.startswith("numpy") and name.startswith("dtype") or (
             module == "numpy.dtypes" and name.endswith("DType")
         ):
@@ -52,6 +52,20 @@ class _RestrictedUnpickler(pickle.Unpickler):
             f"refusing to unpickle '{module}.{name}': only numpy arrays and builtins are allowed",
             self._source,
         )
+
+
+def _without_counts(build: Any, source: str) -> Any:
+    """``build`` refusing an integer argument: ``bytes(n)`` makes n bytes, a size the
+    pickle chose; rebuilding a container or scalar from a value never needs that form."""
+    if build in (int, float, bool, str):
+        return build
+
+    def guarded(*args: Any) -> Any:
+        if any(isinstance(a, int) for a in args):
+            raise UnsafePickleError(f"refusing {build.__name__}() of an integer: a size chosen by the file", source)
+        return build(*args)
+
+    return guarded
 
 
 def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
