@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sparselabel.errors import SparseLabelError
@@ -187,16 +188,28 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     try:
         layers = [schema]
         if path is not None:
-            layers.append(OmegaConf.load(path))
+            layers.append(_config_file(path))
         layers.append(OmegaConf.from_dotlist(list(overrides)))
         merged = OmegaConf.merge(*layers)
+        config: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except FileNotFoundError as exc:
         raise SparseLabelError("config file not found", path) from exc
-    except OmegaConfBaseException as exc:
+    except (OmegaConfBaseException, yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         raise SparseLabelError(f"bad config: {exc}".replace("\n", "; "), path) from exc
-    config: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
     check_choices(config, path)
     return config
+
+
+def _config_file(path: str | Path) -> DictConfig:
+    """A config file's settings: a YAML mapping of sections, never empty (an empty file would
+    leave every setting at its default, the dataset path included, silently)."""
+    loaded = OmegaConf.load(path)
+    if not isinstance(loaded, DictConfig):
+        raise SparseLabelError("bad config: the file must hold a mapping of sections (dataset:, model:, ...), "
+                               f"not a {type(loaded).__name__}", path)
+    if not loaded:
+        raise SparseLabelError("bad config: the file is empty", path)
+    return loaded
 
 
 def save_config(config: Config, path: str | Path) -> None:

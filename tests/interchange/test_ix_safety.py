@@ -194,3 +194,17 @@ def test_cvat_video_task_must_be_the_whole_video_named_after_it(ws, tmp_path):
     path = tmp_path / "job.xml"
     path.write_text(f"<annotations><version>1.1</version><meta><job><id>3</id></job></meta>{track}</annotations>")
     refused(ws, path, "export the whole task")
+
+
+def test_two_keyframes_on_one_frame_with_different_boxes_are_refused(predicted_ws, tmp_path):
+    from ix_tools import load_json, ls_percent, ls_submit
+
+    out = tmp_path / "out"
+    export_tasks(predicted_ws, "labelstudio", out, with_predictions=True)
+    tasks = load_json(out / "labelstudio" / "video-tasks.json")
+    results = [json.loads(json.dumps(t["predictions"][0]["result"])) for t in tasks]
+    sequence = results[0][0]["value"]["sequence"]
+    sequence.append({**sequence[0], **ls_percent(ADDED)})  # the same frame again, another box: which one?
+    path = tmp_path / "ls-video-export.json"
+    path.write_text(json.dumps(ls_submit(tasks, results)))
+    refused(predicted_ws, path, f"two keyframes on frame {sequence[0]['frame']}")

@@ -168,6 +168,10 @@ def load_dataset(kind: str, path: str | Path, **options: object) -> Dataset:
 
     if kind not in LOADERS:
         raise SparseLabelError(f"unknown dataset kind {kind!r}; known: {', '.join(sorted(LOADERS))}")
+    if not str(path).strip():
+        raise SparseLabelError("no dataset given (dataset.path is empty)")
+    if not Path(path).exists():  # never a fallback to a neighbouring folder's annotations
+        raise SparseLabelError("dataset not found: no such file or folder", path)
     dataset = LOADERS[kind](Path(path), **options)
     dataset.validate()
     return dataset

@@ -262,7 +262,10 @@ def _video_answer(video_id: str, frames: object, result: list, size: tuple[int, 
                 if not isinstance(key, dict):
                     raise AnnotationError(f"{what}: a sequence item is not an object", path)
                 frame = whole_number(key.get("frame"), f"{what} sequence frame", path) - 1
-                at_frame[frame] = _pixels(key, size, f"{what} frame {frame + 1}", path)
+                box = _pixels(key, size, f"{what} frame {frame + 1}", path)
+                if frame in at_frame and at_frame[frame] != box:  # which one the annotator meant is unknown
+                    raise AnnotationError(f"{what}: two keyframes on frame {frame + 1} with different boxes", path)
+                at_frame[frame] = box
             for frame, box in at_frame.items():
                 keyframes.setdefault(frame, []).append(BoxAnswer(actor, label, box))
     return VideoAnswer((video_id,), keyframes, task_frames, where)

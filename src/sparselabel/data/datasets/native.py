@@ -37,6 +37,8 @@ ANNOTATION_FILE = "dataset.json"
 @register_loader("native")
 def load_native(path: Path, with_masks: bool = True) -> Dataset:
     """Read a dataset folder (or its dataset.json) in sparselabel's own format."""
+    if not path.is_dir() and path.name != ANNOTATION_FILE:
+        raise AnnotationError(f"expected a dataset folder or its {ANNOTATION_FILE}", path)
     root = path if path.is_dir() else path.parent
     ann_path = root / ANNOTATION_FILE
     try:
