@@ -6,6 +6,7 @@ from 1 (ACT ``gttubes``) are converted at the edges.
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -87,6 +88,8 @@ class Dataset:
         the frame, masks of frame size."""
         where = self.source
         check_class_names(self.classes, where)
+        for video in self.videos.values():
+            check_video(video, len(self.classes), where)
         for vid, tubes in self.tubes.items():
             if vid not in self.videos:
                 raise AnnotationError(f"tubes for unknown video {vid!r}", where)
@@ -110,6 +113,29 @@ def check_class_names(classes: object, where: Path | None) -> None:
     repeated = sorted({n for n in classes if classes.count(n) > 1})
     if repeated:
         raise AnnotationError(f"class name {repeated[0]!r} is listed twice", where)
+
+
+MAX_ID_LENGTH = 200  # ids become (escaped) file names; most file systems stop at 255 bytes
+
+
+def check_video(video: Video, num_classes: int, where: Path | None) -> None:
+    """A usable id, a positive length, size and frame rate, and a label among the classes
+    (or -1, unknown)."""
+    vid = video.id
+    if not isinstance(vid, str) or not vid.strip():
+        raise AnnotationError(f"video id {vid!r} is not a non-empty string", where)
+    if any(unicodedata.category(c).startswith("C") for c in vid) or len(vid) > MAX_ID_LENGTH:
+        raise AnnotationError(f"video id {vid[:60]!r}: ids hold no control characters (newline, NUL...) "
+                              f"and at most {MAX_ID_LENGTH} characters", where)
+    what = f"video {vid!r}"
+    if video.num_frames <= 0 or video.width <= 0 or video.height <= 0:
+        raise AnnotationError(f"{what}: num_frames, width and height must be positive, got "
+                              f"{video.num_frames}, {video.width}, {video.height}", where)
+    if not (math.isfinite(video.fps) and video.fps > 0):
+        raise AnnotationError(f"{what}: fps must be a positive number, got {video.fps}", where)
+    if not (video.label == -1 or 0 <= video.label < num_classes):
+        raise AnnotationError(f"{what}: label {video.label} is not a class index 0..{num_classes - 1} "
+                              "(or -1 for unknown)", where)
 
 
 def check_tube(tube: Tube, video: Video, what: str, where: Path | None, num_classes: int) -> None:

@@ -224,30 +224,6 @@ def count_corrected(answer: list[Box], offered: list[Box], threshold: float) -> 
     return len(used_a)
 
 
-def finite_number(value: object, what: str, path: Path) -> float:
-    """A finite float from a parsed field, or an AnnotationError naming ``what``."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number):
-        raise AnnotationError(f"{what}: {value!r} is not a finite number", path)
-    return number
-
-
-def whole_number(value: object, what: str, path: Path) -> int:
-    """An int from a parsed field (int, or a string / float holding one), else AnnotationError."""
-    if isinstance(value, bool):
-        raise AnnotationError(f"{what}: {value!r} is not a whole number", path)
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number) or number != int(number):
-        raise AnnotationError(f"{what}: {value!r} is not a whole number", path)
-    return int(number)
-
-
 def video_size(sizes: Mapping[str, tuple[int, int]], video_id: str, where: str, path: Path) -> tuple[int, int]:
     """(width, height) of a known video, or the unknown-video AnnotationError."""
     if video_id not in sizes:

@@ -36,11 +36,10 @@ from sparselabel.interchange.common import (
     TaskFrame,
     VideoAnswer,
     check_relative_name,
-    finite_number,
     parse_frame_file_name,
     rotated_envelope,
-    whole_number,
 )
+from sparselabel.jsonio import finite_number, whole_number
 
 VIDEO, IMAGES = "cvat", "cvat-images"
 VERSION = "1.1"

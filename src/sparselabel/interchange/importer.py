@@ -23,11 +23,13 @@ no actor. Interpolated shapes are nobody's answer and are ignored.
 from __future__ import annotations
 
 import io
+import math
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sparselabel.errors import AnnotationError
+from sparselabel.errors import AnnotationError, SparseLabelError
 from sparselabel.interchange import cvat, jsonl, labelstudio
 from sparselabel.interchange.common import (
     EXPORT_MARKER,
@@ -90,6 +92,9 @@ def import_answers(workspace, file: str | Path, annotator: str | None = None,
     """Read a CVAT / Label Studio / sparselabel JSONL answer file into the ledger (see module doc)."""
     path = Path(file)
     labels = workspace.config.labels
+    if not (math.isfinite(labels.import_max_mb) and labels.import_max_mb > 0):
+        raise SparseLabelError(f"labels.import_max_mb must be a positive number of MB, got {labels.import_max_mb}",
+                               workspace.root / "config.yaml")
     data = read_limited(path, int(labels.import_max_mb * 2**20))
     parsed = parse_answers(data, path, workspace.ledger)
     records = ExportRecords.load(workspace.root, parsed.format)
@@ -129,12 +134,14 @@ def import_answers(workspace, file: str | Path, annotator: str | None = None,
 def read_limited(path: Path, limit: int) -> bytes:
     """The file's bytes, refusing (before reading) anything over ``limit``; CVAT zips give their XML."""
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except OSError as exc:
         raise AnnotationError(f"cannot read ({exc.strerror})", path) from exc
-    if path.is_dir():
+    if stat.S_ISDIR(status.st_mode):
         raise AnnotationError("is a folder; pass the file the annotation tool exported", path)
-    _check_size(size, limit, path)
+    if not stat.S_ISREG(status.st_mode):  # a FIFO or device would block or never end
+        raise AnnotationError("is not a regular file (a pipe, socket or device); pass the exported file", path)
+    _check_size(status.st_size, limit, path)
     with path.open("rb") as fh:
         data = fh.read(limit + 1)
     _check_size(len(data), limit, path)

@@ -25,9 +25,8 @@ from sparselabel.interchange.common import (
     ParsedFile,
     TaskFrame,
     check_relative_name,
-    finite_number,
-    whole_number,
 )
+from sparselabel.jsonio import finite_number, parse_json, whole_number
 
 FORMAT = "json"
 LINE_FORMAT = "sparselabel-frame/1"
@@ -54,14 +53,13 @@ def parse(data: bytes, path: Path) -> ParsedFile:
     except UnicodeDecodeError as exc:
         raise AnnotationError(f"not UTF-8 text ({exc})", path) from exc
     parsed = ParsedFile(FORMAT)
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines would also split at U+2028 and other characters
+    # that JSON strings may hold raw.
+    for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         if not line.strip():
             continue
         where = f"line {number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AnnotationError(f"{where}: not valid JSON ({exc}); is the file truncated?", path) from exc
+        obj = parse_json(line, path, where)
         if not isinstance(obj, dict) or obj.get("format") != LINE_FORMAT:
             hint = " (a Label Studio export is a JSON list of tasks)" if isinstance(obj, dict) and "data" in obj else ""
             raise AnnotationError(f"{where}: not a {LINE_FORMAT} object{hint}", path)

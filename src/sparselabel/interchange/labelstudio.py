@@ -23,7 +23,6 @@ back, so answers map to frames without trusting the media URLs.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
@@ -39,11 +38,10 @@ from sparselabel.interchange.common import (
     TaskFrame,
     VideoAnswer,
     check_relative_name,
-    finite_number,
     rotated_envelope,
     video_size,
-    whole_number,
 )
+from sparselabel.jsonio import finite_number, parse_json, whole_number
 
 FORMAT = "labelstudio"
 IMAGE_TAG, RECT_TAG = "image", "label"  # <Image name>, <RectangleLabels name>
@@ -180,11 +178,10 @@ def parse(data: bytes, path: Path, sizes: Mapping[str, tuple[int, int]]) -> Pars
 
 def _load(data: bytes, path: Path) -> list:
     try:
-        tasks = json.loads(data.decode("utf-8-sig"))
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise AnnotationError(f"not UTF-8 text ({exc})", path) from exc
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(f"not valid JSON ({exc}); is the file truncated?", path) from exc
+    tasks = parse_json(text, path)
     if not isinstance(tasks, list):
         raise AnnotationError("expected a JSON list of tasks (Label Studio's JSON export)", path)
     return tasks

@@ -29,6 +29,7 @@ from sparselabel.data.dataset import Dataset, Video, register_loader
 from sparselabel.data.tubes import MaskFile, Tube
 from sparselabel.data.video import write_video
 from sparselabel.errors import AnnotationError
+from sparselabel.jsonio import finite_number, parse_json, whole_number
 
 FORMAT = "sparselabel-dataset/1"
 ANNOTATION_FILE = "dataset.json"
@@ -42,21 +43,31 @@ def load_native(path: Path, with_masks: bool = True) -> Dataset:
     root = path if path.is_dir() else path.parent
     ann_path = root / ANNOTATION_FILE
     try:
-        doc = json.loads(ann_path.read_text())
+        text = ann_path.read_text(encoding="utf-8")
     except OSError as exc:
         raise AnnotationError(f"cannot read ({exc.strerror})", ann_path) from exc
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(f"not valid JSON ({exc})", ann_path) from exc
+    except UnicodeDecodeError as exc:
+        raise AnnotationError(f"not UTF-8 text ({exc})", ann_path) from exc
+    doc = parse_json(text, ann_path)
+    if not isinstance(doc, dict):
+        raise AnnotationError(f"expected a JSON object with {FORMAT!r} keys, found a {type(doc).__name__}", ann_path)
     if doc.get("format") != FORMAT:
         raise AnnotationError(f"format is {doc.get('format')!r}, expected {FORMAT!r}", ann_path)
     try:
-        videos = {
-            v["id"]: Video(
-                id=v["id"], path=root / v["path"], num_frames=int(v["num_frames"]), fps=float(v["fps"]),
-                width=int(v["width"]), height=int(v["height"]), label=int(v["label"]),
-            )
-            for v in doc["videos"]
-        }
+        videos: dict[str, Video] = {}
+        for k, v in enumerate(doc["videos"]):
+            if not isinstance(v, dict):
+                raise AnnotationError(f"videos[{k}] is not an object", ann_path)
+            if v["id"] in videos:
+                raise AnnotationError(f"video id {v['id']!r} is listed twice", ann_path)
+            what = f"video {v['id']!r}"
+            videos[v["id"]] = Video(
+                id=v["id"], path=_inside(root, v["path"], what, ann_path),
+                num_frames=whole_number(v["num_frames"], f"{what} num_frames", ann_path),
+                fps=finite_number(v["fps"], f"{what} fps", ann_path),
+                width=whole_number(v["width"], f"{what} width", ann_path),
+                height=whole_number(v["height"], f"{what} height", ann_path),
+                label=whole_number(v["label"], f"{what} label", ann_path))
         splits: dict[str, list[str]] = {}
         for v in doc["videos"]:
             splits.setdefault(v.get("split", "train"), []).append(v["id"])
@@ -72,11 +83,25 @@ def load_native(path: Path, with_masks: bool = True) -> Dataset:
     return Dataset(doc["name"], list(doc["classes"]), videos, tubes, splits, source=ann_path)
 
 
+def _inside(root: Path, relative: object, what: str, ann_path: Path) -> Path:
+    """A video's path, which must stay inside the dataset folder."""
+    if not isinstance(relative, str) or not relative:
+        raise AnnotationError(f"{what}: path must be a non-empty string", ann_path)
+    path = root / relative
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise AnnotationError(f"{what}: path {relative!r} leads outside the dataset folder", ann_path)
+    return path
+
+
 def _attach_masks(root: Path, tubes: dict[str, list[Tube]]) -> None:
     """Point each tube at its masks in ``masks/<id>.npz``; only the arrays' headers are read."""
     for vid, video_tubes in tubes.items():
         mask_path = root / "masks" / f"{vid}.npz"
-        if not mask_path.exists():
+        try:
+            present = mask_path.is_file()
+        except OSError:  # an id the file system cannot hold as a name: validate() names it
+            present = False
+        if not present:
             continue
         shapes = npz_shapes(mask_path)
         for k, tube in enumerate(video_tubes):
