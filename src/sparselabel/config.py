@@ -7,6 +7,7 @@ of being silently ignored.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,10 @@ class Config:
 CHOICES = {
     "train.loss": ("mgw", "mask", "interp"),
     "model.head": ("capsules", "conv"),
+    "model.encoder": ("small3d", "i3d"),  # models.ENCODERS (a test keeps them equal)
+    "labels.annotation": ("box", "mask"),
+    "labels.oracle": ("simulated", "none"),
+    "train.device": ("auto", "cpu", "cuda"),
     "model.classify_from": ("features", "silhouette", "both"),
     "pretrain.task": ("none", "order", "speed"),
     "ensemble.kind": ("snapshots", "seeds"),
@@ -182,6 +187,88 @@ def check_choices(config: Config, path: str | Path | None = None) -> None:
             raise SparseLabelError(f"bad config: {key}={value!r}; choose one of {', '.join(allowed)}", path)
 
 
+# Numeric keys and the values that make sense: (low, high, low inclusive, high inclusive).
+RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "seed": (0, 2**63 - 1, True, True),
+    "labels.initial_percent": (0, 100, False, True),
+    "labels.min_initial_frames": (0, math.inf, True, False),
+    "labels.clicks_per_box": (0, math.inf, True, False),
+    "labels.clicks_per_mask": (0, math.inf, True, False),
+    "labels.clicks_per_corrected_box": (0, math.inf, True, False),
+    "labels.import_max_mb": (0, math.inf, False, False),
+    "model.dropout": (0, 1, True, False),
+    "model.clip_length": (1, math.inf, True, False),
+    "model.clip_stride": (1, math.inf, True, False),
+    "model.feature_cache_gb": (0, math.inf, False, False),
+    "train.sigma": (0, math.inf, True, False),
+    "train.steps": (1, math.inf, True, False),
+    "train.batch_size": (1, math.inf, True, False),
+    "train.lr": (0, math.inf, True, False),
+    "train.weight_decay": (0, math.inf, True, False),
+    "train.localization_weight": (0, math.inf, True, False),
+    "train.clips_per_video": (1, math.inf, True, False),
+    "train.num_workers": (0, math.inf, True, False),
+    "train.checkpoint_every": (1, math.inf, True, False),
+    "train.consistency_weight": (0, math.inf, True, False),
+    "train.consistency_rampup": (0, 1, True, True),
+    "pretrain.steps": (1, math.inf, True, False),
+    "pretrain.batch_size": (1, math.inf, True, False),
+    "pretrain.lr": (0, math.inf, True, False),
+    "ensemble.members": (1, math.inf, True, False),
+    "selection.passes": (1, math.inf, True, False),
+    "selection.tau": (0, 1, False, True),
+    "selection.lam": (0, 1, True, True),
+    "selection.sigma": (0, math.inf, False, False),
+    "selection.entropy_window": (0, math.inf, True, False),
+    "selection.batch_size": (1, math.inf, True, False),
+    "selection.pass_chunk": (0, math.inf, True, False),
+    "selection.videos": (0, 1, False, True),
+    "loop.cycles": (0, math.inf, True, False),
+    "loop.until_v_map": (0, 1, True, True),
+    "loop.warm_start_steps": (0, math.inf, True, False),
+    "loop.add_at_cycle": (0, math.inf, True, False),
+    "detection.threshold": (0, 1, False, False),
+    "detection.link_iou": (0, 1, True, True),
+    "detection.top_k": (1, math.inf, True, False),
+}
+
+
+def check_values(config: Config, path: str | Path | None = None) -> None:
+    """Every value a later step reads, checked now: a bad one is found when a command
+    starts, not after an hour of training (``selection.budget=150%``, ``train.steps=-5``)."""
+    for key, (low, high, low_ok, high_ok) in RANGES.items():
+        value = _get(config, key)
+        above = value > low or (low_ok and value == low)
+        below = value < high or (high_ok and value == high)
+        if not (math.isfinite(value) and above and below):
+            shown = f"{'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+            raise SparseLabelError(f"bad config: {key}={value!r} is outside {shown}", path)
+    size = config.model.input_size
+    if len(size) != 2 or any(int(v) != v or v < 8 for v in size):
+        raise SparseLabelError(f"bad config: model.input_size={list(size)}; give [height, width], each >= 8 pixels",
+                               path)
+    from sparselabel.selection.baselines import STRATEGIES
+    from sparselabel.selection.budget import (
+        parse_budget,  # a small module of its own, no heavy imports
+    )
+
+    for key in ("selection.budget", "loop.budget"):
+        try:
+            parse_budget(_get(config, key), 100)
+        except SparseLabelError as exc:
+            raise SparseLabelError(f"bad config: {key}: {exc}", path) from None
+    if config.selection.strategy not in STRATEGIES:
+        raise SparseLabelError(f"bad config: selection.strategy={config.selection.strategy!r}; choose one of "
+                               f"{', '.join(sorted(STRATEGIES))}", path)
+
+
+def _get(config: Config, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """The default config, updated by the YAML file at ``path`` and then by ``key=value`` overrides."""
     schema = OmegaConf.structured(Config)
@@ -197,6 +284,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     except (OmegaConfBaseException, yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         raise SparseLabelError(f"bad config: {exc}".replace("\n", "; "), path) from exc
     check_choices(config, path)
+    check_values(config, path)
     return config
 
 

@@ -232,3 +232,34 @@ def test_export_onto_an_existing_file_is_one_line(workspace, tmp_path):
     assert_refused(cli("export", str(workspace), "--format", "json", "--out", str(target), "--cycle", "0"), "out",
                    "not a folder")
     assert target.read_text() == "mine"
+
+
+# --- settings: every value a later step needs is checked when a command starts -------------------
+
+
+@pytest.mark.parametrize(("setting", "fragment"), [
+    ("train.steps=-5", "train.steps"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("model.input_size=[0,0]", "model.input_size"),
+    ("selection.budget=150%", "selection.budget"),
+    ("labels.initial_percent=0", "labels.initial_percent"),
+    ("labels.initial_percent=nan", "labels.initial_percent"),
+    ("seed=-1", "seed"),
+    ("labels.oracle=simulted", "labels.oracle"),
+    ("labels.annotation=masks", "labels.annotation"),
+    ("model.encoder=i3dd", "model.encoder"),
+    ("selection.strategy=apuu", "selection.strategy"),
+], ids=lambda v: v if "=" in v else "")
+def test_a_bad_setting_is_refused_when_the_command_starts(dataset, workspace, tmp_path, setting, fragment):
+    assert_refused(cli("init", str(tmp_path / "new"), "--dataset", str(dataset), setting), "", fragment)
+    assert not (tmp_path / "new").exists()
+    before = ledger_dump(workspace)
+    assert_refused(cli("train", str(workspace), setting), "config.yaml", fragment)
+    assert ledger_dump(workspace) == before
+
+
+def test_the_encoder_choices_are_the_registered_encoders():
+    from sparselabel.config import CHOICES
+    from sparselabel.models import ENCODERS
+
+    assert sorted(CHOICES["model.encoder"]) == sorted(ENCODERS)
