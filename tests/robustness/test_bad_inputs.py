@@ -263,3 +263,33 @@ def test_the_encoder_choices_are_the_registered_encoders():
     from sparselabel.models import ENCODERS
 
     assert sorted(CHOICES["model.encoder"]) == sorted(ENCODERS)
+
+
+# --- concurrent writers ---------------------------------------------------------------------------
+
+
+def _answers(path: Path, box: list[int]) -> Path:
+    path.write_text("".join(line(frame=f, actors=[{"actor": 0, "label": "left", "box": box}]) + "\n"
+                            for f in range(4, 12)))
+    return path
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_two_conflicting_imports_at_once_end_as_if_run_one_after_the_other(workspace, tmp_path, round_):
+    files = [_answers(tmp_path / "a.jsonl", [1, 1, 20, 20]), _answers(tmp_path / "b.jsonl", [2, 2, 30, 30])]
+    procs = [subprocess.Popen([sys.executable, "-m", "sparselabel", "import", str(workspace), str(f),
+                               "--allow-unselected"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=ENV) for f in files]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [r[1][-1500:] for r in results]
+    with sqlite3.connect(f"file:{workspace / 'ledger.sqlite'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT a.frame, a.version, x.x1 FROM annotations a JOIN actors x ON x.annotation_id = a.id "
+                          "WHERE a.video_id = 'vid0' AND a.frame BETWEEN 4 AND 11 ORDER BY a.frame, a.version").fetchall()
+    by_frame: dict[int, list[tuple[int, float]]] = {}
+    for frame, version, x1 in rows:
+        by_frame.setdefault(frame, []).append((version, x1))
+    already = {f for f in by_frame if by_frame[f][0][1] not in (1.0, 2.0)}  # frames the oracle answered at init
+    orders = {tuple(x for _, x in v if x in (1.0, 2.0)) for f, v in by_frame.items() if f not in already}
+    # Each import is one transaction: every frame saw the same order, one answer per import, as versions.
+    assert len(orders) == 1 and sorted(orders.pop()) == [1.0, 2.0]
+    assert all([v for v, _ in versions] == list(range(1, len(versions) + 1)) for versions in by_frame.values())

@@ -39,7 +39,7 @@ from sparselabel.interchange.common import (
     count_corrected,
 )
 from sparselabel.interchange.export import ExportRecords
-from sparselabel.labels.ledger import ActorLabel, FrameAnnotation, same_answer
+from sparselabel.labels.ledger import ActorLabel, FrameAnnotation
 
 EDGE_TOLERANCE = 0.01  # pixels: coordinates this close outside the frame are rounding, clipped
 CORRECTED_IOU = 0.5  # an answer box this close to an offered pre-annotation was corrected, not drawn
@@ -115,13 +115,14 @@ def import_answers(workspace, file: str | Path, annotator: str | None = None,
         ann.cycle = selected.get(key, latest)
         ann.corrected = count_corrected([a.box for a in ann.actors], records.offered(*key), CORRECTED_IOU)
         accepted.append(ann)
-    _classify(workspace.ledger, accepted, report)
-    unchanged = set(report.unchanged)
-    written = [a for a in accepted if (a.video_id, a.frame) not in unchanged]
+    outcome: dict[str, list[tuple[str, int]]] = {}
     workspace.ledger.record_annotations(
         accepted, source="import", cycle=None, clicks_per_actor=labels.clicks_per_box,
         clicks_per_corrected=labels.clicks_per_corrected_box, annotator=annotator,
-        source_file=str(path.resolve()), on_conflict="version")
+        source_file=str(path.resolve()), on_conflict="version", outcome=outcome)
+    report.new, report.versions, report.unchanged = outcome["new"], outcome["versions"], outcome["unchanged"]
+    unchanged = set(report.unchanged)
+    written = [a for a in accepted if (a.video_id, a.frame) not in unchanged]
     report.corrected = sum(a.corrected for a in written)
     report.drawn = sum(len(a.actors) for a in written) - report.corrected
     report.clicks = report.drawn * labels.clicks_per_box + report.corrected * labels.clicks_per_corrected_box
@@ -239,16 +240,3 @@ def _snap(box, width: int, height: int) -> tuple[float, float, float, float]:
     limits = (width, height, width, height)
     return tuple(min(max(c, 0.0), m) if -EDGE_TOLERANCE <= c <= m + EDGE_TOLERANCE else c
                  for c, m in zip(box, limits, strict=True))
-
-
-def _classify(ledger, accepted: list[FrameAnnotation], report: ImportReport) -> None:
-    current = ledger.annotations_at([(a.video_id, a.frame) for a in accepted])
-    for ann in accepted:
-        key = (ann.video_id, ann.frame)
-        old = current.get(key)
-        if old is None:
-            report.new.append(key)
-        elif same_answer(old, ann):
-            report.unchanged.append(key)
-        else:
-            report.versions.append(key)

@@ -229,8 +229,15 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All statements inside commit together or not at all."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """All statements inside commit together or not at all. Another process's write
+        transaction is waited for (30 s, the connection's busy timeout), then it is an error."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            raise SparseLabelError("the ledger is busy: another sparselabel process has been writing to it for "
+                                   "30 s; try again when it is done", self.path) from exc
         try:
             yield self.db
         except BaseException:
@@ -344,6 +351,7 @@ class Ledger:
         annotator: str | None = None,
         source_file: str | None = None,
         on_conflict: str = "error",
+        outcome: dict[str, list[tuple[str, int]]] | None = None,
     ) -> int:
         """Store answers in one transaction; returns the number of new rows.
 
@@ -354,24 +362,36 @@ class Ledger:
         different cycles). An answer's ``corrected`` actors cost
         ``clicks_per_corrected`` each (default: ``clicks_per_actor``), the rest
         ``clicks_per_actor``.
+
+        What to write (new, unchanged, new version) is decided inside the write
+        transaction (``BEGIN IMMEDIATE``), so concurrent writers (two imports, webhooks)
+        serialise and end exactly as if run one after the other. ``outcome``, when given,
+        receives the frames of each kind: ``new``, ``versions``, ``unchanged``.
         """
         per_corrected = clicks_per_actor if clicks_per_corrected is None else clicks_per_corrected
         self.validate(annotations, source_file)
-        current = self.annotations_at([(a.video_id, a.frame) for a in annotations])
-        fresh = []
-        for ann in annotations:
-            old = current.get((ann.video_id, ann.frame))
-            if old is None:
-                fresh.append((ann, 1))
-            elif not same_answer(old, ann):
-                if on_conflict != "version":
-                    raise AnnotationError(
-                        f"video {ann.video_id!r} frame {ann.frame}: already annotated (version {old.version}) "
-                        "with a different answer", source_file or self.path)
-                fresh.append((ann, old.version + 1))
+        plan: dict[str, list[tuple[str, int]]] = {"new": [], "versions": [], "unchanged": []}
         with self.transaction() as db:
+            current = self.annotations_at([(a.video_id, a.frame) for a in annotations])
+            fresh = []
+            for ann in annotations:
+                key, old = (ann.video_id, ann.frame), current.get((ann.video_id, ann.frame))
+                if old is None:
+                    fresh.append((ann, 1))
+                    plan["new"].append(key)
+                elif same_answer(old, ann):
+                    plan["unchanged"].append(key)
+                else:
+                    if on_conflict != "version":
+                        raise AnnotationError(
+                            f"video {ann.video_id!r} frame {ann.frame}: already annotated (version {old.version}) "
+                            "with a different answer", source_file or self.path)
+                    fresh.append((ann, old.version + 1))
+                    plan["versions"].append(key)
             _insert_answers(db, fresh, source=source, cycle=cycle, clicks=(clicks_per_actor, per_corrected),
                             annotator=annotator, source_file=source_file)
+        if outcome is not None:
+            outcome.update(plan)
         return len(fresh)
 
     def annotated_frames(self, video_id: str | None = None) -> dict[str, np.ndarray]:
