@@ -17,7 +17,25 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sparselabel.errors import SparseLabelError
-from sparselabel.evaluation.detections import LinkConfig
+
+
+@dataclass
+class LinkConfig:
+    """How foreground maps become boxes and tubes (``detection:``; evaluation.detections)."""
+
+    threshold: float = 0.5  # foreground probability
+    components: str = "all"  # all (every actor) | largest (one actor per frame)
+    min_area: int = 4  # pixels at map resolution; smaller blobs are noise
+    link_iou: float = 0.3
+    max_gap: int = 2  # frames a tube may miss before it is closed
+    min_length: int = 2  # frames; shorter tubes are dropped
+    smooth: int = 0  # moving-average window (frames) for boxes and scores; 0 = off
+    top_k: int = 3  # classes reported per box and tube
+    temporal: str = "none"  # none | viterbi (trim tubes by a two-state HMM with a duration prior)
+    duration: float = 30.0  # viterbi: expected length of an action (and of a gap), frames
+    # Pool videos' foreground is decoded with their known video-level class (the capsule head
+    # masks all but one class's poses) instead of the predicted one; test videos never are.
+    pool_label: bool = True
 
 
 @dataclass

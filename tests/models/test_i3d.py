@@ -15,10 +15,10 @@ from sparselabel.models.i3d import (
     BatchNorm3dNoScale,
     Conv3dSame,
     MaxPool3dSame,
-    clip_to_input,
     same_padding,
 )
 from sparselabel.models.weights import WeightsDownloadError, i3d_from_pretrained
+from sparselabel.train.clips import clip_tensor
 
 # --------------------------------------------------------------------------------------
 # SAME padding
@@ -170,14 +170,6 @@ def test_batchnorm_has_shift_but_no_scale():
     torch.testing.assert_close(bn(x), torch.full_like(x, expected))
 
 
-def test_clip_to_input_scales_and_transposes():
-    frames = np.zeros((3, 4, 5, 3), dtype=np.uint8)
-    frames[1, 2, 3] = (0, 255, 51)
-    clip = clip_to_input(frames)
-    assert clip.shape == (1, 3, 3, 4, 5) and clip.dtype == torch.float32
-    torch.testing.assert_close(clip[0, :, 1, 2, 3], torch.tensor([-1.0, 1.0, 51 / 127.5 - 1]))
-
-
 # --------------------------------------------------------------------------------------
 # Acceptance: the converted Kinetics-400 weights reproduce the reference logits
 # --------------------------------------------------------------------------------------
@@ -202,7 +194,7 @@ def test_kinetics_reference_logits_on_the_cricket_clip():
     frames = read_video(gif)
     assert frames.shape == (79, 224, 224, 3)
     with torch.inference_mode():
-        logits = model(clip_to_input(frames))[0].double()
+        logits = model(clip_tensor(frames)[None])[0].double()
 
     top5 = logits.argsort(descending=True)[:5].tolist()
     assert [labels[i] for i in top5] == [name for name, _ in REFERENCE_TOP5]

@@ -96,7 +96,7 @@ def test_fast_path_equals_t_full_passes_with_the_same_seed(model, video):
 class ScriptedDropout(torch.nn.Dropout3d):
     """Dropout3d whose masks are fixed per (pass, clip in the batch, channel).
 
-    It is told how many passes each call holds (``chunk``, as ``mc_logits`` splits T), so
+    It is told how many passes each call holds (``chunk``, as ``mc_decode`` splits T), so
     that a batched call over repeated copies and T separate calls apply the same masks.
     """
 

@@ -295,10 +295,6 @@ class Ledger:
                                (split,) if split else ()).fetchall()
         return {r[0]: Video(r[0], Path(), r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
-    def split_of(self, video_id: str) -> str | None:
-        row = self.db.execute("SELECT split FROM videos WHERE id = ?", (video_id,)).fetchone()
-        return None if row is None else row[0]
-
     # --- annotations ----------------------------------------------------------------------
 
     def validate(self, annotations: Sequence[FrameAnnotation], source: str | Path | None = None,

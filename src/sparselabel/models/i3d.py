@@ -20,7 +20,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import overload
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -316,12 +315,3 @@ class I3D(nn.Module):
                 if len(found) == len(wanted):
                     break
         return {name: found[name] for name in endpoints}
-
-
-def clip_to_input(frames: np.ndarray) -> Tensor:
-    """uint8 RGB frames (T, H, W, 3) -> float32 (1, 3, T, H, W) in [-1, 1], the I3D input."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"expected frames of shape (T, H, W, 3), got {frames.shape}")
-    clip = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32) / 127.5 - 1.0
-    return clip.permute(3, 0, 1, 2).unsqueeze(0).contiguous()

@@ -32,11 +32,10 @@ from torch import Tensor
 
 from sparselabel.config import Config
 from sparselabel.data.dataset import Video
-from sparselabel.data.windows import window_batches
+from sparselabel.data.windows import ClipSpec, window_batches
 from sparselabel.errors import SparseLabelError
 from sparselabel.scoring.mc_dropout import VideoScores, _scatter, frame_stats, pooled_features
 from sparselabel.scoring.predict import VideoPrediction, predict_video
-from sparselabel.train.clips import ClipSpec
 from sparselabel.train.trainer import (
     FINAL,
     load_trained,

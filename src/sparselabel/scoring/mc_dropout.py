@@ -40,8 +40,8 @@ from torch import Tensor
 
 from sparselabel.atomic import replaced
 from sparselabel.data.dataset import Video
+from sparselabel.data.windows import ClipSpec
 from sparselabel.scoring.predict import input_batches, prediction_path
-from sparselabel.train.clips import ClipSpec
 
 if TYPE_CHECKING:
     from sparselabel.models.detector import EncodedClip
@@ -147,11 +147,6 @@ def pooled_features(encoded: EncodedClip) -> Tensor:
     semantic of the three, and the one both dropouts come after, so it is deterministic.
     """
     return encoded.deep.float().mean(dim=(2, 3, 4))
-
-
-def mc_logits(model: torch.nn.Module, clips: Tensor, passes: int, pass_chunk: int | None = None) -> Tensor:
-    """Foreground logits (T, B, L, h, w) of T dropout passes: encode once, decode T times."""
-    return mc_decode(model, model.encode(clips), passes, pass_chunk)
 
 
 def mc_decode(model: torch.nn.Module, features: EncodedClip, passes: int, pass_chunk: int | None = None) -> Tensor:
