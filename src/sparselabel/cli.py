@@ -215,18 +215,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
+    # The arguments most commands share, declared once (argparse parents).
+    on_workspace = argparse.ArgumentParser(add_help=False)
+    on_workspace.add_argument("workspace", help="the workspace folder")
+    overridable = argparse.ArgumentParser(add_help=False)
+    overridable.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                             help="config overrides for this run, e.g. train.steps=500 selection.lam=0.5")
+    shared = {"workspace": [on_workspace], "both": [on_workspace, overridable], "overrides": [overridable],
+              "none": []}
+
+    def add(name: str, handler: Handler, help: str, takes: str = "none") -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, parents=shared[takes])
         sub.set_defaults(handler=handler)
         return sub
 
     demo = add("demo", cmd_demo, "The main job on the embedded synthetic data: APU and random selection side by side "
-               "for a few cycles (CPU, minutes), with a report.")
+               "for a few cycles (CPU, minutes), with a report.", takes="overrides")
     demo.add_argument("--out", default="sparselabel-demo", help="folder for data and workspace (default: %(default)s)")
     demo.add_argument("--videos", type=int, default=160, help="synthetic videos to generate (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="seed for data and selection (default: %(default)s)")
     demo.add_argument("--cycles", type=int, default=2, help="selection cycles per strategy (default: %(default)s)")
-    demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. labels.initial_percent=5")
 
     synth = add("synth", cmd_synth, "Generate a synthetic action-detection dataset (sparselabel's own format).")
     synth.add_argument("--out", required=True, help="dataset folder to write")
@@ -247,60 +255,45 @@ def build_parser() -> argparse.ArgumentParser:
                        help="list every video this many times (ids <id>_r001...; the copies share its file): "
                        "a large pool from a few generated videos (default: %(default)s)")
 
-    init = add("init", cmd_init, "Create a workspace for a dataset and make the initial random sparse labels.")
-    init.add_argument("workspace", help="folder to create")
+    init = add("init", cmd_init, "Create a workspace for a dataset and make the initial random sparse labels.", takes="both")
     init.add_argument("--dataset", required=True, help="dataset folder or annotation file")
     init.add_argument("--kind", default="native", help="dataset format: native, ucf24, act-pkl, jhmdb, davis (default: %(default)s)")
     init.add_argument("--config", help="YAML config file")
-    init.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. labels.initial_percent=5")
 
-    status = add("status", cmd_status, "Show annotated frames, percent of all frames and clicks per cycle.")
-    status.add_argument("workspace")
+    add("status", cmd_status, "Show annotated frames, percent of all frames and clicks per cycle.", takes="workspace")
 
     grow = add("add-videos", cmd_add_videos, "Grow the pool: the videos of more datasets join it, with initial "
-               "labels as at init, and compete for the budget from then on.")
-    grow.add_argument("workspace")
+               "labels as at init, and compete for the budget from then on.", takes="workspace")
     grow.add_argument("paths", nargs="+", metavar="PATH", help="dataset folder or annotation file")
     grow.add_argument("--kind", help="dataset format: native, ucf24, act-pkl, jhmdb, davis (default: the workspace's)")
     grow.add_argument("--split", help="the datasets' split to add, or all (default: the workspace's "
                       "dataset.pool_split)")
 
-    train = add("train", cmd_train, "Train the detector on the workspace's current sparse labels (resumes a killed run).")
-    train.add_argument("workspace")
+    train = add("train", cmd_train, "Train the detector on the workspace's current sparse labels (resumes a killed run).", takes="both")
     train.add_argument("--restart", action="store_true", help="start this cycle's run over instead of resuming")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.steps=500")
 
     pretrain = add("pretrain", cmd_pretrain, "Self-supervised pretraining of the encoder on the pool's frames "
                    "(frame order or playback speed; no labels); training then starts from it when "
-                   "pretrain.task is set.")
-    pretrain.add_argument("workspace")
+                   "pretrain.task is set.", takes="both")
     pretrain.add_argument("--task", choices=["order", "speed"], help="order: frame-order verification; "
                           "speed: playback-speed prediction (default: pretrain.task)")
-    pretrain.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. pretrain.steps=500")
 
-    predict = add("predict", cmd_predict, "Run the trained detector over whole videos: foreground maps, boxes, tubes.")
-    predict.add_argument("workspace")
+    predict = add("predict", cmd_predict, "Run the trained detector over whole videos: foreground maps, boxes, tubes.", takes="both")
     predict.add_argument("--run", help="training run to use (default: the latest cycle's)")
     predict.add_argument("--split", default="all", choices=["all", "pool", "test"], help="videos to predict (default: %(default)s)")
-    predict.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.device=cpu")
 
     score = add("score", cmd_score, "MC-dropout uncertainty (Eq. 1), entropy and mean foreground of every pool frame "
-                "(runs under torchrun, sharded by video).")
-    score.add_argument("workspace")
+                "(runs under torchrun, sharded by video).", takes="both")
     score.add_argument("--passes", type=int, help="T, dropout passes per frame (default: selection.passes, 10)")
-    score.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. selection.tau=0.9")
 
-    select = add("select", cmd_select, "Choose the next cycle's frames and record them in the ledger.")
-    select.add_argument("workspace")
+    select = add("select", cmd_select, "Choose the next cycle's frames and record them in the ledger.", takes="both")
     select.add_argument("--strategy", help="apu, apu-local, random, equidistant, uncertainty, entropy, video, hybrid "
                         "(default: selection.strategy, apu)")
     select.add_argument("--budget", help="frames to select: 5%% of all pool frames or a count (default: selection.budget)")
     select.add_argument("--show", type=int, default=10, help="picks to print (default: %(default)s)")
-    select.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. selection.lam=0.5")
 
     loop = add("loop", cmd_loop, "Run the active-learning loop: train, predict, evaluate, score, select, annotate, "
-               "per cycle; a killed loop continues with --resume.")
-    loop.add_argument("workspace")
+               "per cycle; a killed loop continues with --resume.", takes="both")
     loop.add_argument("--cycles", type=int, help="selection rounds (config loop.cycles, default 3)")
     loop.add_argument("--step", help="frames selected per cycle: 5%% of the pool or a count (selection.budget)")
     loop.add_argument("--strategy", help="apu, apu-local, random, equidistant, uncertainty, entropy, video, hybrid")
@@ -308,7 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--until-v-map", type=float, help="stop once v-mAP@0.5 on the test split reaches this")
     loop.add_argument("--budget", help="stop once this much of the pool is annotated: 10%% or a count (loop.budget)")
     loop.add_argument("--resume", action="store_true", help="continue a killed or paused loop where it stopped")
-    loop.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="other config overrides, e.g. train.steps=200")
 
     experiment = add("experiment", cmd_experiment, "Run a grid of loops (strategies x losses x seeds x budgets), "
                      "resumable and in parallel, and summarise mean +/- std over seeds.")
@@ -316,8 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--out", help="results folder (default: experiments/NAME)")
 
     export = add("export", cmd_export, "Write a cycle's selected frames as annotation tasks (CVAT, Label Studio, JSONL), "
-                 "optionally with the model's boxes as pre-annotations.")
-    export.add_argument("workspace")
+                 "optionally with the model's boxes as pre-annotations.", takes="workspace")
     export.add_argument("--format", required=True, choices=["cvat", "cvat-images", "labelstudio", "json"],
                         help="cvat = CVAT for video 1.1; cvat-images = CVAT for images 1.1")
     export.add_argument("--out", required=True, help="folder to write the tasks to")
@@ -328,8 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--url-prefix", default="", help="prefix for media paths in Label Studio tasks (where it serves them)")
 
     imp = add("import", cmd_import, "Read answers exported from CVAT / Label Studio / JSONL into the ledger "
-              "(all or nothing; re-importing changes nothing).")
-    imp.add_argument("workspace")
+              "(all or nothing; re-importing changes nothing).", takes="workspace")
     imp.add_argument("file", help="CVAT XML (or zip), Label Studio JSON export, or sparselabel JSONL")
     imp.add_argument("--annotator", help="who answered (recorded in the ledger)")
     imp.add_argument("--allow-unselected", action="store_true", help="also accept answers for frames that were not selected")
