@@ -133,8 +133,13 @@ def test_frames_become_zero_based_and_splits_are_chosen(tmp_path: Path) -> None:
         ({"doc": _doc(resolution={"run/a": (48, 64), "jump/b": (24, 32), "jump/absent": (1, 1)})},
          r"64x48 in the pickle but .* decodes to 32x24"),
         ({"frames_root": "nowhere"}, r"frames folder .* not found"),
+        ({"doc": _doc(gttubes={"run/a": {0: [np.array([[1, 0, np.nan, 5, 5.0]])]}})}, r"NaN"),
+        ({"doc": _doc(gttubes={"run/a": {"0": [np.array([[1, 0, 0, 5, 5.0]])]}})}, r"not a class index"),
+        ({"doc": _doc(labels=["run", "run"])}, r"listed twice"),
+        ({"doc": _doc(labels=["run", 5])}, r"not a name"),
     ],
-    ids=["split", "keys", "columns", "zero-frame", "unknown-video", "resolution", "frames-root"],
+    ids=["split", "keys", "columns", "zero-frame", "unknown-video", "resolution", "frames-root", "nan-box",
+         "string-label", "repeated-class", "non-string-class"],
 )
 def test_bad_act_pickles(tmp_path: Path, changes: dict, match: str) -> None:
     path = _act_folder(tmp_path, changes.pop("doc", _doc()))

@@ -293,3 +293,24 @@ def test_two_conflicting_imports_at_once_end_as_if_run_one_after_the_other(works
     # Each import is one transaction: every frame saw the same order, one answer per import, as versions.
     assert len(orders) == 1 and sorted(orders.pop()) == [1.0, 2.0]
     assert all([v for v, _ in versions] == list(range(1, len(versions) + 1)) for versions in by_frame.values())
+
+
+@pytest.mark.parametrize("case", ["label outside the classes", "num_frames 0", "fps NaN", "empty id"])
+def test_add_videos_refuses_the_same_bad_datasets_as_init(workspace, template_dataset, tmp_path, case):
+    change, fragment = DATASET_CASES[case]
+    more = Path(shutil.copytree(template_dataset, tmp_path / "more"))
+    doc = json.loads((more / "dataset.json").read_text())
+    (more / "dataset.json").write_text(json.dumps(edit(doc, change)))
+    before = ledger_dump(workspace)
+    assert_refused(cli("add-videos", str(workspace), str(more)), "dataset.json", fragment)
+    assert ledger_dump(workspace) == before
+
+
+def test_add_videos_refuses_an_integer_id(workspace, template_dataset, tmp_path):
+    more = Path(shutil.copytree(template_dataset, tmp_path / "more"))
+    doc = json.loads((more / "dataset.json").read_text())
+    _rename(7)(doc)  # type: ignore[arg-type]
+    (more / "dataset.json").write_text(json.dumps(doc))
+    before = ledger_dump(workspace)
+    assert_refused(cli("add-videos", str(workspace), str(more)), "dataset.json", "not a non-empty string")
+    assert ledger_dump(workspace) == before

@@ -98,7 +98,8 @@ def _parse(doc: Any, path: Path) -> dict[str, Any]:
     missing = sorted(set(nframes) - set(resolution))
     if missing:
         raise AnnotationError(f"'resolution' lacks video {missing[0]!r}", path)
-    return {**doc, "labels": [str(c) for c in doc["labels"]], "nframes": nframes, "resolution": resolution}
+    # Class names as stored: Dataset.validate refuses ones that are not strings, empty or repeated.
+    return {**doc, "labels": list(doc["labels"]), "nframes": nframes, "resolution": resolution}
 
 
 def _frames_root(path: Path, frames_root: str | Path | None) -> Path:
@@ -136,6 +137,9 @@ def _tubes(gttubes: dict, videos: dict[str, Video], path: Path) -> tuple[dict[st
             continue
         video = videos[vid]
         tubes[vid] = []
+        for label in per_label:
+            if not isinstance(label, int | np.integer) or isinstance(label, bool):
+                raise AnnotationError(f"video {vid!r}: tube label {label!r} is not a class index (an integer)", path)
         for label in sorted(per_label, key=as_int):
             for k, rows in enumerate(per_label[label]):
                 what = f"video {vid!r} label {label} tube {k}"
@@ -155,6 +159,8 @@ def _rows(rows: Any, what: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     if arr.ndim != 2 or arr.shape[1] != 5 or len(arr) == 0 or arr.dtype.kind not in "uif":
         raise AnnotationError(f"{what}: expected a numeric (n, 5) array, got {arr.dtype} {arr.shape}", path)
     arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():  # NaN or inf: no box to clip, the annotation is broken
+        raise AnnotationError(f"{what}: holds NaN or infinite values", path)
     frames = arr[:, 0]
     if not np.all(frames == np.round(frames)) or frames.min() < 1:
         raise AnnotationError(f"{what}: frame numbers must be integers >= 1 (they are 1-based)", path)
