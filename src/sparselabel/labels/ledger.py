@@ -485,8 +485,34 @@ class Ledger:
             )
 
     def step_done(self, cycle: int, step: str) -> bool:
+        return self.step_status(cycle, step) == "done"
+
+    def step_status(self, cycle: int, step: str) -> str | None:
+        """'started' or 'done' for a recorded step, None for one never started."""
         row = self.db.execute("SELECT status FROM cycle_steps WHERE cycle = ? AND step = ?", (cycle, step)).fetchone()
-        return row is not None and row[0] == "done"
+        return None if row is None else row[0]
+
+    def step_detail(self, cycle: int, step: str) -> str | None:
+        """The result a finished step recorded (JSON text), or None."""
+        row = self.db.execute("SELECT detail FROM cycle_steps WHERE cycle = ? AND step = ?", (cycle, step)).fetchone()
+        return None if row is None else row[0]
+
+    def done_steps(self, step: str) -> list[tuple[int, str | None]]:
+        """(cycle, detail) of every finished ``step``, by cycle."""
+        return self.db.execute("SELECT cycle, detail FROM cycle_steps WHERE step = ? AND status = 'done' "
+                               "ORDER BY cycle", (step,)).fetchall()
+
+    def loop_started(self) -> bool:
+        """Whether any step other than ``init`` was ever recorded."""
+        return self.db.execute("SELECT 1 FROM cycle_steps WHERE step != 'init' LIMIT 1").fetchone() is not None
+
+    def latest_answered_cycle(self) -> int | None:
+        """The highest cycle among the current answers (None before any): the cycle to train."""
+        row = self.db.execute(
+            "SELECT MAX(a.cycle) FROM annotations a "
+            "JOIN (SELECT video_id, frame, MAX(version) AS v FROM annotations GROUP BY video_id, frame) m "
+            "ON a.video_id = m.video_id AND a.frame = m.frame AND a.version = m.v").fetchone()
+        return row[0]
 
     # --- summaries ------------------------------------------------------------------------
 

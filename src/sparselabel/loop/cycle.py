@@ -63,7 +63,7 @@ class LoopOutcome:
 
 
 def loop_started(workspace: Workspace) -> bool:
-    return workspace.ledger.db.execute("SELECT COUNT(*) FROM cycle_steps WHERE step != 'init'").fetchone()[0] > 0
+    return workspace.ledger.loop_started()
 
 
 def start_loop(workspace: Workspace) -> None:
@@ -112,8 +112,7 @@ def _step(workspace: Workspace, cycle: int, name: str, work: Callable[[], Any]) 
     """Run a step unless the ledger says it is done; record start, completion and result."""
     ledger = workspace.ledger
     if ledger.step_done(cycle, name):
-        detail = ledger.db.execute("SELECT detail FROM cycle_steps WHERE cycle = ? AND step = ?",
-                                   (cycle, name)).fetchone()[0]
+        detail = ledger.step_detail(cycle, name)
         return json.loads(detail) if detail else None
     fault_point(f"loop:{name}:before")
     ledger.start_step(cycle, name)

@@ -121,8 +121,7 @@ def growth_due(workspace: Workspace, cycle: int) -> bool:
         return True
     if any(s.cycle == cycle for s in ledger.sources(PENDING)):
         return True
-    row = ledger.db.execute("SELECT 1 FROM cycle_steps WHERE cycle = ? AND step = ?", (cycle, ADD_STEP)).fetchone()
-    return row is not None  # a step started and killed: finish it (a no-op by then)
+    return ledger.step_status(cycle, ADD_STEP) is not None  # a step started and killed: finish it (a no-op by then)
 
 
 def grow_step(workspace: Workspace, cycle: int) -> dict:

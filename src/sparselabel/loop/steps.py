@@ -60,10 +60,7 @@ VIDEO_IOUS = (0.1, 0.2, 0.3, 0.5, 0.75)
 
 def current_run(workspace: Workspace) -> str:
     """The run name of the workspace's latest annotated cycle."""
-    cycles = [a.cycle for a in workspace.ledger.annotations()]
-    if not cycles:
-        raise SparseLabelError("no annotated frames yet", workspace.ledger.path)
-    return f"cycle-{max(cycles):03d}"
+    return f"cycle-{latest_annotated_cycle(workspace):03d}"
 
 
 def train_step(workspace: Workspace, restart: bool = False) -> TrainResult:
@@ -356,10 +353,10 @@ class SelectResult:
 
 
 def latest_annotated_cycle(workspace: Workspace) -> int:
-    cycles = [a.cycle for a in workspace.ledger.annotations()]
-    if not cycles:
+    cycle = workspace.ledger.latest_answered_cycle()
+    if cycle is None:
         raise SparseLabelError("no annotated frames yet", workspace.ledger.path)
-    return max(cycles)
+    return cycle
 
 
 def select_step(workspace: Workspace, strategy: str | None = None, budget: str | int | None = None,

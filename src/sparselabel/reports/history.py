@@ -23,8 +23,7 @@ class History:
 def history(workspace: Workspace) -> History:
     """Per-cycle metrics and every selection of ``workspace``'s loop."""
     ledger = workspace.ledger
-    rows = ledger.db.execute("SELECT cycle, detail FROM cycle_steps WHERE step = 'evaluate' AND status = 'done' "
-                             "ORDER BY cycle").fetchall()
+    rows = ledger.done_steps("evaluate")
     records = [cycle_record(workspace, cycle, json.loads(detail)) for cycle, detail in rows]
     pool = ledger.videos(POOL)
     selected: dict[str, dict[int, list[int]]] = {v: {} for v in pool}
