@@ -16,6 +16,7 @@ from pathlib import Path
 from sparselabel.config import load_config
 from sparselabel.data.synthetic import generate, synth_config
 from sparselabel.errors import SparseLabelError
+from sparselabel.evaluation.percent import percent
 from sparselabel.loop.cycle import CycleRecord, loop_started, run_loop, start_loop
 from sparselabel.loop.workspace import LEDGER_FILE, Workspace
 from sparselabel.reports.build import write_report
@@ -58,7 +59,7 @@ def run_demo(out: Path, videos: int = 160, seed: int = 0, cycles: int = 2,
             share_first_model(workspaces[0], ws)
         print(f"\n== {strategy}: {ws.root}")
         outcome = run_loop(ws, on_cycle=lambda r: print(f"   cycle {r.cycle}: {r.percent:.1f}% of frames, "
-                                                         f"v-mAP@0.5 {_pct(r.v_map)}", flush=True))
+                                                         f"v-mAP@0.5 {percent(r.v_map)}", flush=True))
         results[strategy] = outcome.records
         workspaces.append(ws)
     print("\n" + comparison_table(results))
@@ -108,8 +109,6 @@ def _answers(ws: Workspace, cycle: int) -> list:
     return sorted((a.video_id, a.frame, str(a.actors)) for a in ws.ledger.annotations() if a.cycle <= cycle)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def comparison_table(results: dict[str, list[CycleRecord]]) -> str:
@@ -122,6 +121,6 @@ def comparison_table(results: dict[str, list[CycleRecord]]) -> str:
         for n in names:
             r = next((r for r in results[n] if r.cycle == cycle), None)
             cells.append(f" | {'':>9} {'':>6} {'':>6} {'':>6}" if r is None else
-                         f" | {r.percent:>9.2f} {r.clicks:>6} {_pct(r.f_map):>6} {_pct(r.v_map):>6}")
+                         f" | {r.percent:>9.2f} {r.clicks:>6} {percent(r.f_map):>6} {percent(r.v_map):>6}")
         lines.append(f"{cycle:>5}" + "".join(cells))
     return "\n".join(lines)

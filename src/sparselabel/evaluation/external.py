@@ -9,7 +9,6 @@ unpickler: never plain ``pickle.load`` on files from the internet.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from sparselabel.data.safe_pickle import safe_load
 from sparselabel.errors import SparseLabelError
 from sparselabel.evaluation.boxes import check_convention
 from sparselabel.evaluation.frame_map import frame_map
+from sparselabel.evaluation.percent import percent
 from sparselabel.evaluation.video_map import video_map
 
 VIDEO_IOUS = (0.1, 0.2, 0.3, 0.5, 0.75)
@@ -134,17 +134,15 @@ def format_table(results: dict[str, Any], per_class: bool = False) -> str:
         return head + "\n(no detections evaluated)"
     width = max(12, *(len(c) + 2 for c, _ in columns))
     lines = [head, "".join(c.rjust(width) for c, _ in columns)]
-    lines.append("".join(_pct(v["mAP"]).rjust(width) for _, v in columns))
+    lines.append("".join(percent(v["mAP"], "n/a").rjust(width) for _, v in columns))
     if per_class:
         classes = sorted({n for _, v in columns for n in v["per_class"]})
         name_w = max(len(n) for n in classes) + 2 if classes else 8
         lines[1] = " " * name_w + lines[1]
         lines[2] = "mAP".ljust(name_w) + lines[2]
         for n in classes:
-            row = "".join(_pct(v["per_class"].get(n, float("nan"))).rjust(width) for _, v in columns)
+            row = "".join(percent(v["per_class"].get(n), "n/a").rjust(width) for _, v in columns)
             lines.append(n.ljust(name_w) + row)
     return "\n".join(lines)
 
 
-def _pct(value: float) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"

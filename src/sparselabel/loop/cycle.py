@@ -20,6 +20,7 @@ from typing import Any
 
 from sparselabel.config import save_config
 from sparselabel.errors import SparseLabelError
+from sparselabel.evaluation.percent import percent
 from sparselabel.faults import fault_point
 from sparselabel.jsonio import finite
 from sparselabel.loop.grow import ADD_STEP, grow_step, growth_due
@@ -193,10 +194,9 @@ def _stop_reason(workspace: Workspace, cycle: int, record: CycleRecord, budget: 
 
 
 def format_record(r: CycleRecord, header: bool = False) -> str:
-    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
     rec = r.recovery or {}
-    line = (f"{r.cycle:>5} {r.strategy:>12} {r.percent:>8.2f} {r.frames:>7} {r.clicks:>7} {pct(r.f_map):>9} "
-            f"{pct(r.v_map):>9} {pct(rec.get('model')):>10} {pct(rec.get('interpolation')):>10}")
+    line = (f"{r.cycle:>5} {r.strategy:>12} {r.percent:>8.2f} {r.frames:>7} {r.clicks:>7} {percent(r.f_map):>9} "
+            f"{percent(r.v_map):>9} {percent(rec.get('model')):>10} {percent(rec.get('interpolation')):>10}")
     if not header:
         return line
     head = (f"{'cycle':>5} {'strategy':>12} {'% frames':>8} {'frames':>7} {'clicks':>7} {'f-mAP@.5':>9} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from sparselabel.evaluation.percent import percent
 from sparselabel.loop.workspace import Workspace
 from sparselabel.reports.history import History, history, score_curves
 from sparselabel.reports.html import write_page
@@ -20,14 +21,13 @@ HEADER = ["cycle", "strategy", "% frames", "frames", "clicks", "f-mAP@0.5", "v-m
 
 
 def table_rows(histories: Sequence[History]) -> list[list[str]]:
-    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
     rows = []
     for cycle in sorted({r.cycle for h in histories for r in h.records}):
         for h in histories:
             for r in (r for r in h.records if r.cycle == cycle):
                 rec = r.recovery or {}
                 rows.append([str(r.cycle), r.strategy, f"{r.percent:.2f}", str(r.frames), str(r.clicks),
-                             pct(r.f_map), pct(r.v_map), pct(rec.get("model")), pct(rec.get("interpolation"))])
+                             percent(r.f_map), percent(r.v_map), percent(rec.get("model")), percent(rec.get("interpolation"))])
     return rows
 
 
