@@ -314,3 +314,18 @@ def test_add_videos_refuses_an_integer_id(workspace, template_dataset, tmp_path)
     before = ledger_dump(workspace)
     assert_refused(cli("add-videos", str(workspace), str(more)), "dataset.json", "not a non-empty string")
     assert ledger_dump(workspace) == before
+
+
+def test_a_damaged_ledger_page_is_one_line_and_nothing_is_written(workspace):
+    ledger = workspace / "ledger.sqlite"
+    db = sqlite3.connect(ledger)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # fold the WAL into the file: the damage below is what is read
+    db.close()
+    data = bytearray(ledger.read_bytes())
+    page = 4096
+    for offset in range(2 * page, len(data), page):  # every page after the schema page: garbage
+        data[offset + 8 : offset + 64] = b"\xff" * 56
+    ledger.write_bytes(bytes(data))
+    done = cli("status", str(workspace))
+    assert_refused(done, "ledger.sqlite")
+    assert ledger.read_bytes() == bytes(data)

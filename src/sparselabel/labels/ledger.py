@@ -75,13 +75,14 @@ class Ledger(GrowingPool):
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            with self.transaction() as db:
-                for statement in filter(str.strip, SCHEMA.split(";")):
-                    db.execute(statement)
-                db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-                )
-                migrate(db)
+            if create:
+                with self.transaction() as db:
+                    for statement in filter(str.strip, SCHEMA.split(";")):
+                        db.execute(statement)
+                    db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            elif self.meta("schema_version") in MIGRATIONS:  # opening writes nothing unless it must migrate
+                with self.transaction() as db:
+                    migrate(db)
         except sqlite3.DatabaseError as exc:
             raise SparseLabelError(f"not a usable ledger ({exc})", self.path) from exc
         version = self.meta("schema_version")
