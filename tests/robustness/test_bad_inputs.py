@@ -119,6 +119,19 @@ def test_init_refuses_dataset_json_that_is_not_a_dataset(dataset, tmp_path, text
     assert not (tmp_path / "ws").exists()
 
 
+@pytest.mark.parametrize(("key", "value", "fragment"), [
+    ("width", 32, "decodes to 64x48"),
+    ("num_frames", 25, "decoded 20 frames, expected 25"),
+], ids=["declared width", "more frames declared"])
+def test_init_refuses_a_video_that_is_not_what_dataset_json_says(dataset, tmp_path, key, value, fragment):
+    shutil.rmtree(dataset / "masks")  # boxes only: the video itself is what disagrees
+    doc = json.loads((dataset / "dataset.json").read_text())
+    doc["videos"][0][key] = value
+    (dataset / "dataset.json").write_text(json.dumps(doc))
+    assert_refused(cli("init", str(tmp_path / "ws"), "--dataset", str(dataset)), "vid0.mp4", fragment)
+    assert not (tmp_path / "ws").exists()
+
+
 def test_init_refuses_masks_stored_as_python_objects(dataset, tmp_path):
     masks = next((dataset / "masks").glob("*.npz"))
     np.savez(masks, tube_0=np.array([object()] * 3, dtype=object))

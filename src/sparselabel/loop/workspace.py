@@ -25,7 +25,7 @@ from tqdm import tqdm
 from sparselabel.config import Config, LabelsConfig, load_config, save_config
 from sparselabel.data.dataset import Dataset, load_dataset
 from sparselabel.data.merge import merge, select_videos
-from sparselabel.errors import SparseLabelError
+from sparselabel.errors import SparseLabelError, VideoDecodeError
 from sparselabel.labels.ledger import ADDED, CycleStatus, Ledger, Source
 from sparselabel.loop.oracle import reveal
 
@@ -189,9 +189,15 @@ def check_decodable(dataset: Dataset, video_ids: list[str]) -> None:
     reported now, by name (a file listed under several ids is decoded once)."""
     from sparselabel.data.video import check_video
 
-    files = sorted({(str(dataset.videos[v].path), dataset.videos[v].num_frames) for v in video_ids})
-    for path, num_frames in tqdm(files, desc="checking videos", unit="video", leave=False, disable=None):
-        check_video(path, expected_frames=num_frames)
+    files = sorted({(str(v.path), v.num_frames, v.width, v.height) for v in map(dataset.videos.get, video_ids)})
+    for path, num_frames, width, height in tqdm(files, desc="checking videos", unit="video", leave=False,
+                                                disable=None):
+        # Fewer frames than declared is an error; more are ignored (frames past num_frames are
+        # never read), as annotation files often stop before the video does.
+        _, found_w, found_h = check_video(path, expected_frames=num_frames)
+        if (found_w, found_h) != (width, height):
+            raise VideoDecodeError(f"declared {width}x{height}, but the video decodes to {found_w}x{found_h} "
+                                   "(boxes would be checked against the wrong size)", path)
 
 
 def format_status(rows: list[CycleStatus], pending: Sequence[Source] = ()) -> str:
