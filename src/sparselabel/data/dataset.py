@@ -17,6 +17,7 @@ import numpy as np
 from sparselabel.data.tubes import Tube
 from sparselabel.data.video import DEFAULT_CACHE, FrameCache, decode_range
 from sparselabel.errors import AnnotationError, SparseLabelError
+from sparselabel.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -175,29 +176,19 @@ def box_problems(boxes: np.ndarray, width: int, height: int) -> tuple[int, str] 
 
 
 Loader = Callable[..., Dataset]
-LOADERS: dict[str, Loader] = {}
-
-
-def register_loader(kind: str) -> Callable[[Loader], Loader]:
-    """Decorator: make a dataset loader available to ``load_dataset(kind, ...)``."""
-
-    def add(fn: Loader) -> Loader:
-        LOADERS[kind] = fn
-        return fn
-
-    return add
+LOADERS: Registry[Loader] = Registry("dataset kind")
+register_loader = LOADERS.register  # decorator: a loader for ``load_dataset(kind, ...)``
 
 
 def load_dataset(kind: str, path: str | Path, **options: object) -> Dataset:
     """Load a dataset of format ``kind`` (see ``LOADERS``) from ``path``."""
     import sparselabel.data.datasets  # noqa: F401  (registers the loaders)
 
-    if kind not in LOADERS:
-        raise SparseLabelError(f"unknown dataset kind {kind!r}; known: {', '.join(sorted(LOADERS))}")
+    loader = LOADERS.lookup(kind)
     if not str(path).strip():
         raise SparseLabelError("no dataset given (dataset.path is empty)")
     if not Path(path).exists():  # never a fallback to a neighbouring folder's annotations
         raise SparseLabelError("dataset not found: no such file or folder", path)
-    dataset = LOADERS[kind](Path(path), **options)
+    dataset = loader(Path(path), **options)
     dataset.validate()
     return dataset

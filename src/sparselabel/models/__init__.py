@@ -13,15 +13,16 @@ from sparselabel.models.detector import (
     i3d_encoder,
     small3d_encoder,
 )
+from sparselabel.registry import Registry
 
 if TYPE_CHECKING:
     from sparselabel.config import ModelConfig
 
 # name -> factory(pretrained: bool, **options) -> EncoderSpec
-ENCODERS: dict[str, Callable[..., EncoderSpec]] = {
+ENCODERS: Registry[Callable[..., EncoderSpec]] = Registry("encoder", {
     "small3d": small3d_encoder,  # CPU tests and the demo; any input size; no pretrained weights
     "i3d": i3d_encoder,  # the paper's: I3D up to Mixed_4f, Kinetics-400 weights
-}
+})
 
 ENCODER_OPTIONS = {"variant", "weights", "cache_dir", "widths"}
 
@@ -43,10 +44,9 @@ def build_detector(
     for small3d) or to ``Detector`` (``primary_kernel``, ``num_types``, ``coord_add``,
     ``decoder_channels``, ...).
     """
-    if encoder not in ENCODERS:
-        raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(ENCODERS)}")
+    factory = ENCODERS.lookup(encoder)
     encoder_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ENCODER_OPTIONS}
-    spec = ENCODERS[encoder](pretrained=pretrained, **encoder_kwargs)
+    spec = factory(pretrained=pretrained, **encoder_kwargs)
     if freeze_bn is None:
         freeze_bn = pretrained
     return Detector(spec, num_classes, dropout=dropout, freeze_bn=freeze_bn, **kwargs)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sparselabel.registry import Registry
 from sparselabel.selection.apu import Pick, apu_scored
 from sparselabel.selection.base import (
     FrameScores,
@@ -225,16 +226,14 @@ class ApuLocal(Apu):
     local = True
 
 
-STRATEGIES: dict[str, type[QueryStrategy]] = {
+STRATEGIES: Registry[type[QueryStrategy]] = Registry("strategy", {
     cls.name: cls for cls in (Random, Equidistant, Uncertainty, Entropy, VideoLevel, Apu, ApuLocal, Hybrid)
-}
+})
 
 
 def make_strategy(name: str, **options: object) -> QueryStrategy:
     """The named strategy with the options it takes (lam, sigma, window, videos, ...; others ignored)."""
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-    return STRATEGIES[name].from_options(**options)
+    return STRATEGIES.lookup(name).from_options(**options)
 
 
 def select(strategy: str | QueryStrategy, scores: FrameScores, annotated: Annotated, budget: int,
