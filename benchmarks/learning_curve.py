@@ -37,9 +37,10 @@ from sparselabel.evaluation.detections import LinkConfig, act_detections
 from sparselabel.jsonio import write_json
 from sparselabel.loop.steps import current_run, predict_step, train_step, videos_of, workspace_cache
 from sparselabel.loop.workspace import LEDGER_FILE, POOL, TEST, Workspace
+from sparselabel.models.runs import load_trained
 from sparselabel.scoring.predict import VideoPrediction, predict_video
 from sparselabel.train.clips import paint_box
-from sparselabel.train.trainer import clip_spec, dist_env, load_trained, pick_device
+from sparselabel.train.trainer import clip_spec, dist_env, pick_device
 
 HERE = Path(__file__).parent
 OUT = HERE / "results" / "learning-curve"

@@ -33,6 +33,7 @@ from sparselabel.faults import fault_point
 from sparselabel.jsonio import write_json
 from sparselabel.loop.workspace import POOL, TEST, Workspace
 from sparselabel.models.features import FeatureCache
+from sparselabel.models.runs import FINAL, load_trained
 from sparselabel.scoring.ensemble import (
     check_ensemble,
     ensemble_predict_video,
@@ -44,13 +45,11 @@ from sparselabel.scoring.mc_dropout import VideoScores, score_video
 from sparselabel.scoring.predict import VideoPrediction, prediction_path
 from sparselabel.selection import FrameScores, make_strategy, parse_budget, select
 from sparselabel.train.trainer import (
-    FINAL,
     DistEnv,
     TrainResult,
     clip_spec,
     dist_env,
     filled_cache,
-    load_trained,
     pick_device,
     train_workspace,
 )

@@ -34,14 +34,9 @@ from sparselabel.config import Config
 from sparselabel.data.dataset import Video
 from sparselabel.data.windows import ClipSpec, window_batches
 from sparselabel.errors import SparseLabelError
+from sparselabel.models.runs import FINAL, load_trained, snapshot_path, snapshot_steps
 from sparselabel.scoring.mc_dropout import VideoScores, _scatter, frame_stats, pooled_features
 from sparselabel.scoring.predict import VideoPrediction, predict_video
-from sparselabel.train.trainer import (
-    FINAL,
-    load_trained,
-    snapshot_path,
-    snapshot_steps,
-)
 
 ENSEMBLE = "ensemble"
 

@@ -33,6 +33,7 @@ from sparselabel.errors import SparseLabelError
 from sparselabel.faults import fault_point
 from sparselabel.models import EncodedClip, detector_from_config
 from sparselabel.models.features import FeatureCache
+from sparselabel.models.runs import CHECKPOINT, FINAL, METRICS, snapshot_path, snapshot_steps
 from sparselabel.train.clips import (
     CachedWindowDataset,
     ClipSpec,
@@ -41,8 +42,6 @@ from sparselabel.train.clips import (
     video_labels,
 )
 from sparselabel.train.losses import actor_clips, consistency_loss, detector_loss, ramp
-
-CHECKPOINT, FINAL, METRICS = "checkpoint.pt", "model.pt", "metrics.jsonl"
 
 
 @dataclass(frozen=True)
@@ -339,26 +338,6 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, path)
 
 
-def snapshot_steps(steps: int, members: int) -> list[int]:
-    """Steps after which the weights become snapshot-ensemble members (none for members < 2).
-
-    ``members`` evenly spaced steps of the run's last half, the last one the final step
-    (300 steps, 3 members: 200, 250, 300): earlier weights are still poor models, and
-    spacing them out makes the members differ as much as one run allows.
-    """
-    if members < 2:
-        return []
-    found = [steps - (members - 1 - j) * steps // (2 * members) for j in range(members)]
-    if len(set(found)) < members:
-        raise SparseLabelError(f"train.steps={steps} is too few for ensemble.members={members} snapshots "
-                               f"(need at least {2 * members} steps)")
-    return found
-
-
-def snapshot_path(run_dir: Path, step: int) -> Path:
-    return run_dir / f"snapshot-{step}.pt"
-
-
 def save_snapshot_if_due(run_dir: Path, model: torch.nn.Module, config: Config, step: int, env: DistEnv) -> None:
     """Keep the weights after ``step`` steps when ensemble.kind=snapshots wants them as a member.
 
@@ -404,17 +383,3 @@ def last_logged_loss(path: Path) -> float | None:
     return records[-1]["loss"] if records else None
 
 
-def load_trained(run_dir: Path, config: Config, num_classes: int, device: torch.device,
-                 weights: str = FINAL) -> torch.nn.Module:
-    """The final model of a training run, in eval mode (no pretrained download: weights come from the run).
-
-    ``weights`` names another state dict of the run instead (an ensemble snapshot).
-    """
-    path = run_dir / weights
-    if not path.exists():
-        raise SparseLabelError("no trained model here; run `sparselabel train` first", path)
-    model = detector_from_config(config.model, num_classes, pretrained=False)
-    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-    if config.model.freeze_encoder:
-        model.freeze_encoder()
-    return model.to(device).eval()
