@@ -208,3 +208,12 @@ def test_two_keyframes_on_one_frame_with_different_boxes_are_refused(predicted_w
     path = tmp_path / "ls-video-export.json"
     path.write_text(json.dumps(ls_submit(tasks, results)))
     refused(predicted_ws, path, f"two keyframes on frame {sequence[0]['frame']}")
+
+
+def test_a_negative_cvat_track_id_is_refused(ws, tmp_path):
+    track = f'<track id="-3" label="left"><box frame="2" outside="0" occluded="0" keyframe="1" ' \
+            f'xtl="{ADDED[0]}" ytl="{ADDED[1]}" xbr="{ADDED[2]}" ybr="{ADDED[3]}"/></track>'
+    path = tmp_path / "negative.xml"
+    path.write_text("<annotations><version>1.1</version><meta><task><name>vid0</name><size>20</size></task></meta>"
+                    f"{track}</annotations>")
+    refused(ws, path, "id -3 is negative")

@@ -183,6 +183,8 @@ def _parse_video(root: ET.Element, path: Path) -> ParsedFile:
     keyframes: dict[int, list[BoxAnswer]] = {}
     for track in root.iter("track"):
         track_id = whole_number(track.get("id"), "<track> id", path)
+        if track_id < 0:
+            raise AnnotationError(f"<track> id {track_id} is negative (CVAT numbers tracks from 0)", path)
         where = f"track {track_id}"
         label = _attr(track, "label", where, path)
         for shape in track:
