@@ -90,7 +90,7 @@ class Dataset:
         where = self.source
         check_class_names(self.classes, where)
         for video in self.videos.values():
-            check_video(video, len(self.classes), where)
+            check_video_fields(video, len(self.classes), where)
         for vid, tubes in self.tubes.items():
             if vid not in self.videos:
                 raise AnnotationError(f"tubes for unknown video {vid!r}", where)
@@ -119,7 +119,7 @@ def check_class_names(classes: object, where: Path | None) -> None:
 MAX_ID_LENGTH = 200  # ids become (escaped) file names; most file systems stop at 255 bytes
 
 
-def check_video(video: Video, num_classes: int, where: Path | None) -> None:
+def check_video_fields(video: Video, num_classes: int, where: Path | None) -> None:
     """A usable id, a positive length, size and frame rate, and a label among the classes
     (or -1, unknown)."""
     vid = video.id

@@ -27,8 +27,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sparselabel.atomic import staged_folder
 from sparselabel.data.video import write_video
 from sparselabel.errors import SparseLabelError
 from sparselabel.evaluation.detections import frame_boxes, link_tubes, top_classes
@@ -85,32 +84,13 @@ def export_tasks(workspace, fmt: str, out_dir: str | Path, cycle: int | None = N
     batch = ExportBatch(cycle, workspace.ledger.classes, task_frames(workspace, cycle))
     if with_predictions:
         add_predictions(workspace, batch, tracks=fmt in VIDEO_FORMATS)
-    with staged_folder(out) as build:
+    with staged_folder(out, "export") as build:
         write_frame_images(workspace, batch, build)
         files = WRITERS[fmt](workspace, batch, build, url_prefix)
         _write_manifest(build, fmt, batch, files)
         files = [out / f.relative_to(build.resolve()) for f in files]
     write_record(workspace.root, fmt, batch, out)
     return files
-
-
-@contextmanager
-def staged_folder(out: Path) -> Iterator[Path]:
-    """A hidden folder beside ``out`` to write into, put in ``out``'s place when the block
-    succeeds (an earlier ``out`` is removed only then) and removed when it fails."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    build = out.parent / f".{out.name}.export-{os.getpid()}"
-    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
-    shutil.rmtree(build, ignore_errors=True)
-    build.mkdir()
-    try:
-        yield build
-        if out.exists():
-            os.replace(out, old)
-        os.replace(build, out)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # --- what to export -----------------------------------------------------------------------

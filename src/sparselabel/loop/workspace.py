@@ -12,8 +12,6 @@ whose videos joined, and ``Workspace.dataset`` is the union, on every open.
 
 from __future__ import annotations
 
-import os
-import shutil
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from sparselabel.atomic import staged_folder
 from sparselabel.config import Config, LabelsConfig, load_config, save_config
 from sparselabel.data.dataset import Dataset, load_dataset
 from sparselabel.data.merge import merge, select_videos
@@ -82,10 +81,7 @@ class Workspace:
             raise SparseLabelError(f"split {config.dataset.pool_split!r} has no videos", dataset.source)
         if verify_videos:
             check_decodable(dataset, pool + test)
-        _remove_abandoned_builds(root)
-        building = root.parent / f".{root.name}.init-{os.getpid()}"
-        building.mkdir(parents=True)
-        try:
+        with staged_folder(root, "init") as building:  # root is absent or an empty folder
             save_config(config, building / CONFIG_FILE)
             with Ledger(building / LEDGER_FILE, create=True) as ledger:
                 ledger.set_classes(dataset.classes)
@@ -93,9 +89,6 @@ class Workspace:
                 ledger.add_videos([dataset.videos[v] for v in pool], POOL)
                 ledger.add_videos([dataset.videos[v] for v in test], TEST)
                 cls(building, config, ledger, dataset).ensure_initial_labels()
-            os.replace(building, root)  # root is absent or an empty folder
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
         return cls(root, config, Ledger(root / LEDGER_FILE), dataset)
 
     @classmethod
@@ -151,24 +144,6 @@ def oracle_clicks(labels: LabelsConfig) -> int:
 def load_source(source: Source, classes: list[str]) -> Dataset:
     """The videos a recorded source put into the pool, labelled with the workspace's ``classes``."""
     return select_videos(load_dataset(source.kind, source.path, **source.options), list(source.video_ids), classes)
-
-
-def _remove_abandoned_builds(root: Path) -> None:
-    """Hidden folders of ``init`` runs into ``root`` that were killed (their process is gone)."""
-    for folder in root.parent.glob(f".{root.name}.init-*"):
-        pid = folder.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def initial_picks(videos: dict, config: Config) -> list[tuple[str, int]]:
