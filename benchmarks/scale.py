@@ -100,7 +100,7 @@ from select_scaling import make_pool
 from sparselabel.selection import apu_select
 uncertainty, annotated = make_pool({videos}, {frames})
 start = time.perf_counter()
-picks = apu_select(uncertainty, annotated, {budget}, lam=0.5, sigma=1.3)
+picks = apu_select(uncertainty, annotated, {budget}, lam=0.5, sigma=1.3).picks
 wall = time.perf_counter() - start
 assert len(picks) == {budget}
 print(wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

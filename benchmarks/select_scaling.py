@@ -96,10 +96,10 @@ def measure(videos: int, frames: int, fraction: float, with_brute: bool) -> dict
     total = videos * frames
     budget = round(fraction * total)
     tick = time.perf_counter()
-    heap = apu_select(uncertainty, annotated, budget)
+    heap = apu_select(uncertainty, annotated, budget).picks
     heap_s = time.perf_counter() - tick
     tick = time.perf_counter()
-    local = apu_select(uncertainty, annotated, budget, local=True)
+    local = apu_select(uncertainty, annotated, budget, local=True).picks
     local_s = time.perf_counter() - tick
     row = {"videos": videos, "frames_per_video": frames, "frames": total, "budget": budget,
            "heap_s": heap_s, "local_heap_s": local_s, "picks": len(heap), "local_picks": len(local)}

@@ -269,7 +269,7 @@ def check_values(config: Config, path: str | Path | None = None) -> None:
     if len(size) != 2 or any(int(v) != v or v < 8 for v in size):
         raise SparseLabelError(f"bad config: model.input_size={list(size)}; give [height, width], each >= 8 pixels",
                                path)
-    from sparselabel.selection.baselines import STRATEGIES
+    from sparselabel.selection import STRATEGIES
     from sparselabel.selection.budget import (
         parse_budget,  # a small module of its own, no heavy imports
     )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import astuple
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparselabel.selection import apu_scored, apu_select
+from sparselabel.selection import apu_select
 
 
 def brute_force_apu(uncertainty, annotated, budget, lam=0.5, sigma=1.3):
@@ -69,7 +70,7 @@ def pools(draw):
 @given(pools())
 def test_lazy_heap_equals_full_rescoring(pool):
     uncertainty, annotated, budget, lam, sigma = pool
-    assert apu_select(uncertainty, annotated, budget, lam, sigma) == brute_force_apu(
+    assert apu_select(uncertainty, annotated, budget, lam, sigma).picks == brute_force_apu(
         uncertainty, annotated, budget, lam, sigma)
 
 
@@ -80,7 +81,7 @@ def test_lazy_heap_equals_full_rescoring_on_larger_seeded_pools():
                        for k in range(rng.integers(2, 8))}
         annotated = {v: rng.choice(len(u), size=rng.integers(0, 4), replace=False) for v, u in uncertainty.items()}
         budget = int(rng.integers(1, 40))
-        assert apu_select(uncertainty, annotated, budget) == brute_force_apu(uncertainty, annotated, budget)
+        assert apu_select(uncertainty, annotated, budget).picks == brute_force_apu(uncertainty, annotated, budget)
 
 
 def proximity(d, sigma=1.3):
@@ -91,7 +92,7 @@ def test_hand_computed_pool():
     # Unannotated U: a -> 4, 2, 4, 0 and b -> 1, 3, so min 0, max 4: U'_a = [., 1, .5, 1, 0], U'_b = [.25, .75].
     uncertainty = {"a": np.array([0.0, 4.0, 2.0, 4.0, 0.0]), "b": np.array([1.0, 3.0])}
     annotated = {"a": [0]}
-    picks, scores = apu_scored(uncertainty, annotated, 10)
+    picks, scores = astuple(apu_select(uncertainty, annotated, 10))
     # a3: .5 * 1 + .5 * D(3) beats b1 (no annotation, D = 1): .5 * .75 + .5 = .875.
     # After a3, a1 and a2 are both 1 frame from a mark; after b1, b0 is 1 from b1.
     assert picks == [("a", 3), ("b", 1), ("a", 1), ("a", 2), ("b", 0), ("a", 4)]
@@ -103,14 +104,14 @@ def test_hand_computed_pool():
 def test_hand_computed_local_selection():
     uncertainty = {"a": np.array([0.0, 4.0, 2.0, 4.0, 0.0]), "b": np.array([1.0, 3.0])}
     # floor(3 / 2) = 1 each; the remaining 1 goes to a, whose best initial S (.965) beats b's (.875).
-    assert apu_select(uncertainty, {"a": [0]}, 3, local=True) == [("a", 3), ("a", 1), ("b", 1)]
+    assert apu_select(uncertainty, {"a": [0]}, 3, local=True).picks == [("a", 3), ("a", 1), ("b", 1)]
     # Budget 5: 2 each plus 1 to a; b has only 2 frames, so it gives both.
-    assert apu_select(uncertainty, {"a": [0]}, 5, local=True) == [("a", 3), ("a", 1), ("a", 2), ("b", 1), ("b", 0)]
+    assert apu_select(uncertainty, {"a": [0]}, 5, local=True).picks == [("a", 3), ("a", 1), ("a", 2), ("b", 1), ("b", 0)]
 
 
 def test_local_shares_fall_back_to_other_videos_when_one_runs_out():
     uncertainty = {"a": np.zeros(2), "b": np.zeros(10), "c": np.zeros(10)}
-    picks = apu_select(uncertainty, {"a": [0]}, 9, local=True)
+    picks = apu_select(uncertainty, {"a": [0]}, 9, local=True).picks
     counts = {v: sum(1 for p, _ in picks if p == v) for v in uncertainty}
     # 3 each asked; a has 1 free frame, so 2 are shared again: b and c get 1 each (tie by id).
     assert counts == {"a": 1, "b": 4, "c": 4}
@@ -119,7 +120,7 @@ def test_local_shares_fall_back_to_other_videos_when_one_runs_out():
 
 def test_local_ties_between_best_scores_go_to_the_smaller_video_id():
     uncertainty = {"b": np.ones(5), "a": np.ones(5), "c": np.ones(5)}
-    picks = apu_select(uncertainty, {}, 4, local=True)
+    picks = apu_select(uncertainty, {}, 4, local=True).picks
     assert [v for v, _ in picks] == ["a", "a", "b", "c"]
 
 
@@ -127,25 +128,25 @@ def test_local_selection_within_a_video_follows_the_global_rule():
     rng = np.random.default_rng(3)
     u = rng.random(30)
     # One video: local selection is global selection.
-    assert apu_select({"x": u}, {"x": [4]}, 7, local=True) == apu_select({"x": u}, {"x": [4]}, 7)
+    assert apu_select({"x": u}, {"x": [4]}, 7, local=True).picks == apu_select({"x": u}, {"x": [4]}, 7).picks
 
 
 def test_all_equal_uncertainty_normalises_to_zero_and_picks_spread_out():
-    picks = apu_select({"v": np.full(9, 3.0)}, {}, 3)
+    picks = apu_select({"v": np.full(9, 3.0)}, {}, 3).picks
     # D = 1 everywhere: ties -> frame 0; then the farthest frames from the marks.
     assert picks == [("v", 0), ("v", 8), ("v", 4)]
 
 
 def test_budget_larger_than_the_pool_gives_every_unannotated_frame():
     uncertainty = {"a": np.arange(4.0), "b": np.arange(3.0), "c": np.arange(2.0)}
-    picks = apu_select(uncertainty, {"a": [1], "c": [0, 1]}, 100)
+    picks = apu_select(uncertainty, {"a": [1], "c": [0, 1]}, 100).picks
     assert sorted(picks) == [("a", 0), ("a", 2), ("a", 3), ("b", 0), ("b", 1), ("b", 2)]
-    assert apu_select(uncertainty, {"a": [1]}, 0) == []
+    assert apu_select(uncertainty, {"a": [1]}, 0).picks == []
 
 
 def test_annotated_frames_never_come_back_and_bad_input_is_refused():
     uncertainty = {"a": np.arange(6.0)}
-    assert ("a", 5) not in apu_select(uncertainty, {"a": [5]}, 5)
+    assert ("a", 5) not in apu_select(uncertainty, {"a": [5]}, 5).picks
     with pytest.raises(ValueError, match="outside"):
         apu_select(uncertainty, {"a": [6]}, 1)
     with pytest.raises(ValueError, match="NaN"):

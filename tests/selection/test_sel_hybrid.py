@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import numpy as np
 import pytest
 
-from sparselabel.selection import FrameScores, apu_scored, make_strategy, select
+from sparselabel.selection import FrameScores, apu_select, make_strategy, select
 from sparselabel.selection.base import check_selection
 from sparselabel.selection.hybrid import Hybrid, kmeans, l2_normalised
 
@@ -52,7 +54,7 @@ def test_one_video_per_cluster_the_most_uncertain_and_picks_only_from_them():
     selection = select(strategy, scores, {}, 6, seed=0)
     assert len(selection.picks) == 6 and picked_videos(selection.picks) <= LEADERS
     # APU over the chosen videos only, U' normalised over the whole pool: plain APU scores.
-    expected = apu_scored(scores.require("uncertainty"), {}, 6, only=LEADERS)
+    expected = astuple(apu_select(scores.require("uncertainty"), {}, 6, only=LEADERS))
     assert (selection.picks, selection.scores) == (list(expected[0]), list(expected[1]))
 
 
@@ -137,11 +139,11 @@ def test_kmeans_keeps_every_cluster_and_caps_at_distinct_points():
 
 def test_apu_restricted_to_videos():
     u = {"a": np.array([0.1, 0.9, 0.2]), "b": np.array([1.0, 0.0, 0.5])}
-    picks, values = apu_scored(u, {}, 2, only=["a"])
+    picks, values = astuple(apu_select(u, {}, 2, only=["a"]))
     assert {v for v, _ in picks} == {"a"}
     assert picks[0] == ("a", 1) and values[0] == pytest.approx(0.5 * 0.9 + 0.5)  # U' over the pool
-    assert apu_scored(u, {}, 4, only=["a", "b"]) == apu_scored(u, {}, 4)
+    assert apu_select(u, {}, 4, only=["a", "b"]) == apu_select(u, {}, 4)
     with pytest.raises(ValueError, match="not in the pool"):
-        apu_scored(u, {}, 1, only=["c"])
+        apu_select(u, {}, 1, only=["c"])
     with pytest.raises(ValueError, match="local"):
-        apu_scored(u, {}, 1, local=True, only=["a"])
+        apu_select(u, {}, 1, local=True, only=["a"])

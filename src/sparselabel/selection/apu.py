@@ -34,13 +34,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparselabel.labels.pseudo import distance_to_annotated
+from sparselabel.selection.base import (
+    Annotated,
+    FrameScores,
+    Pick,
+    QueryStrategy,
+    Selection,
+    annotated_marks,
+    strategy,
+)
 
-Pick = tuple[str, int]
 
-
-def apu_select(uncertainty: Mapping[str, np.ndarray], annotated: Mapping[str, Iterable[int]], budget: int,
-               lam: float = 0.5, sigma: float = 1.3, local: bool = False) -> list[Pick]:
-    """``budget`` frames (all unannotated frames if fewer) in the order APU picks them.
+def apu_select(uncertainty: Mapping[str, np.ndarray], annotated: Annotated, budget: int,
+               lam: float = 0.5, sigma: float = 1.3, local: bool = False,
+               only: Iterable[str] | None = None) -> Selection:
+    """``budget`` frames (all unannotated frames if fewer) in the order APU picks them, each
+    with its APU score at the time it was picked. The one entry point of APU.
 
     ``local=True`` gives each video floor(budget / V) picks, V the videos with an
     unannotated frame; the remaining budget mod V go one each to the videos whose best
@@ -48,14 +57,6 @@ def apu_select(uncertainty: Mapping[str, np.ndarray], annotated: Mapping[str, It
     than its share gives them all, and the shortfall is shared again by the same rule
     among the others, so the total is still min(budget, unannotated frames). Local picks
     are listed video by video (video id order), each in its picking order.
-    """
-    return apu_scored(uncertainty, annotated, budget, lam, sigma, local)[0]
-
-
-def apu_scored(uncertainty: Mapping[str, np.ndarray], annotated: Mapping[str, Iterable[int]], budget: int,
-               lam: float = 0.5, sigma: float = 1.3, local: bool = False,
-               only: Iterable[str] | None = None) -> tuple[list[Pick], list[float]]:
-    """As ``apu_select``, with each pick's APU score at the time it was picked.
 
     ``only`` (global selection only) restricts the picks to those videos while U' is
     still normalised over the whole pool, so the scores stay on plain APU's scale and
@@ -66,14 +67,39 @@ def apu_scored(uncertainty: Mapping[str, np.ndarray], annotated: Mapping[str, It
     if local:
         if only is not None:
             raise ValueError("local APU cannot be restricted to some videos")
-        return pool.local(budget)
+        return Selection(*pool.local(budget))
     if only is None:
-        return pool.greedy(range(len(pool.videos)), budget)
+        return Selection(*pool.greedy(range(len(pool.videos)), budget))
     index = {video.id: k for k, video in enumerate(pool.videos)}
     unknown = sorted(set(only) - set(index))
     if unknown:
         raise ValueError(f"video {unknown[0]!r} is not in the pool")
-    return pool.greedy(sorted(index[v] for v in set(only)), budget)
+    return Selection(*pool.greedy(sorted(index[v] for v in set(only)), budget))
+
+
+@strategy
+@dataclass
+class Apu(QueryStrategy):
+    """Adaptive proximity-aware uncertainty, global greedy selection (paper Eqs. 2-3)."""
+
+    name = "apu"
+    needs = ("uncertainty",)
+    lam: float = 0.5
+    sigma: float = 1.3
+    local = False
+
+    def query_scored(self, scores: FrameScores, annotated: Annotated, budget: int,
+                     rng: np.random.Generator) -> Selection:
+        return apu_select(scores.require("uncertainty"), annotated, budget, self.lam, self.sigma, local=self.local)
+
+
+@strategy
+@dataclass
+class ApuLocal(Apu):
+    """APU with each video its equal share of the budget (paper Fig. 6 a-b)."""
+
+    name = "apu-local"
+    local = True
 
 
 def proximity_table(max_distance: int, sigma: float) -> np.ndarray:
@@ -93,20 +119,6 @@ def normalise_unannotated(uncertainty: Mapping[str, np.ndarray], free: Mapping[s
     if not hi > lo:
         return {v: np.zeros(len(u)) for v, u in uncertainty.items()}
     return {v: (np.asarray(u, dtype=np.float64) - lo) / (hi - lo) for v, u in uncertainty.items()}
-
-
-def annotated_marks(annotated: Mapping[str, Iterable[int]], num_frames: Mapping[str, int]) -> dict[str, np.ndarray]:
-    """Sorted unique annotated frames of every video of the pool (videos missing: none).
-
-    Videos that are not in the pool are ignored; a frame outside its video is an error.
-    """
-    marks = {}
-    for vid, n in num_frames.items():
-        frames = np.unique(np.asarray(list(annotated.get(vid, ())), dtype=np.int64))
-        if frames.size and (frames[0] < 0 or frames[-1] >= n):
-            raise ValueError(f"video {vid!r}: annotated frame outside 0..{n - 1}")
-        marks[vid] = frames
-    return marks
 
 
 def _check_params(budget: int, lam: float, sigma: float) -> None:

@@ -19,8 +19,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from sparselabel.selection.apu import Pick, annotated_marks
+from sparselabel.registry import Registry
 
+Pick = tuple[str, int]  # (video id, frame)
+Annotated = Mapping[str, Iterable[int]]  # video id -> its annotated (or already selected) frames
 SCORE_NAMES = ("uncertainty", "entropy", "mean_fg")
 
 
@@ -87,11 +89,11 @@ class QueryStrategy:
     name: str = ""
     needs: tuple[str, ...] = ()  # FrameScores arrays read; () = works from frame counts alone
 
-    def query(self, scores: FrameScores, annotated: Mapping[str, Iterable[int]], budget: int,
+    def query(self, scores: FrameScores, annotated: Annotated, budget: int,
               rng: np.random.Generator) -> list[Pick]:
         return self.query_scored(scores, annotated, budget, rng).picks
 
-    def query_scored(self, scores: FrameScores, annotated: Mapping[str, Iterable[int]], budget: int,
+    def query_scored(self, scores: FrameScores, annotated: Annotated, budget: int,
                      rng: np.random.Generator) -> Selection:
         raise NotImplementedError
 
@@ -102,7 +104,49 @@ class QueryStrategy:
         return cls(**{k: v for k, v in options.items() if k in names})
 
 
-def free_frames(scores: FrameScores, annotated: Mapping[str, Iterable[int]]) -> dict[str, np.ndarray]:
+STRATEGIES: Registry[type[QueryStrategy]] = Registry("strategy")
+
+
+def strategy(cls: type[QueryStrategy]) -> type[QueryStrategy]:
+    """Class decorator: register a strategy under its ``name``."""
+    return STRATEGIES.register(cls.name)(cls)
+
+
+def make_strategy(name: str, **options: object) -> QueryStrategy:
+    """The named strategy with the options it takes (lam, sigma, window, videos, ...; others ignored)."""
+    import sparselabel.selection  # noqa: F401  (registers every strategy)
+
+    return STRATEGIES.lookup(name).from_options(**options)
+
+
+def select(strategy: str | QueryStrategy, scores: FrameScores, annotated: Annotated, budget: int,
+           seed: int | np.random.Generator = 0, **options: object) -> Selection:
+    """Run a strategy (by name or instance) and check its picks against the contract."""
+    if isinstance(strategy, str):
+        strategy = make_strategy(strategy, **options)
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    selection = strategy.query_scored(scores, annotated, budget, rng)
+    check_selection(selection.picks, scores, annotated, budget)
+    return selection
+
+
+def annotated_marks(annotated: Annotated, num_frames: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """Sorted unique annotated frames of every video of the pool (videos missing: none).
+
+    Videos that are not in the pool are ignored; a frame outside its video is an error.
+    """
+    marks = {}
+    for vid, n in num_frames.items():
+        frames = np.unique(np.asarray(list(annotated.get(vid, ())), dtype=np.int64))
+        if frames.size and (frames[0] < 0 or frames[-1] >= n):
+            raise ValueError(f"video {vid!r}: annotated frame outside 0..{n - 1}")
+        marks[vid] = frames
+    return marks
+
+
+def free_frames(scores: FrameScores, annotated: Annotated) -> dict[str, np.ndarray]:
     """Boolean mask of the unannotated frames of every pool video."""
     marks = annotated_marks(annotated, scores.num_frames)
     free = {}
@@ -139,8 +183,7 @@ def ranked(values: Mapping[str, np.ndarray], free: Mapping[str, np.ndarray]) -> 
     return Ranking(ids, vid[order], frame[order], value[order])
 
 
-def check_selection(picks: list[Pick], scores: FrameScores, annotated: Mapping[str, Iterable[int]],
-                    budget: int) -> None:
+def check_selection(picks: list[Pick], scores: FrameScores, annotated: Annotated, budget: int) -> None:
     """The contract: known frames, none annotated, no duplicates, min(budget, free) of them."""
     free = free_frames(scores, annotated)
     available = sum(int(m.sum()) for m in free.values())

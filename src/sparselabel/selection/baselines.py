@@ -1,4 +1,5 @@
-"""Every selection strategy the paper compares (section 4.1), behind one registry.
+"""The paper's baseline strategies (section 4.1); with APU (``apu``) and ``hybrid``, all in
+one registry (``base.STRATEGIES``).
 
     random        uniformly among all unannotated frames of the pool (seeded rng)
     equidistant   the budget is shared among videos in proportion to their length;
@@ -7,8 +8,8 @@
     entropy       Aghdam et al.: highest mean binary entropy first, each pick and each
                   annotated frame blocking the frames within +/- ``window``
     video         videos ranked by mean U over their unannotated frames, annotated whole
-    apu           APU, global greedy selection (``apu.apu_select``)
-    apu-local     APU, each video its equal share
+    apu           APU, global greedy selection (``apu.apu_select``, apu.py)
+    apu-local     APU, each video its equal share (apu.py)
     hybrid        videos first (k-means on per-video features for diversity, the most
                   uncertain of each cluster), then APU inside them (``hybrid.Hybrid``)
 
@@ -19,26 +20,24 @@ function of its inputs and the rng.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from sparselabel.registry import Registry
-from sparselabel.selection.apu import Pick, apu_scored
 from sparselabel.selection.base import (
+    Annotated,
     FrameScores,
+    Pick,
     QueryStrategy,
     Selection,
-    check_selection,
     free_frames,
     ranked,
+    strategy,
 )
-from sparselabel.selection.hybrid import Hybrid
-
-Annotated = Mapping[str, Iterable[int]]
 
 
+@strategy
 @dataclass
 class Random(QueryStrategy):
     """Uniform over the pool's unannotated frames, without replacement."""
@@ -53,6 +52,7 @@ class Random(QueryStrategy):
         return Selection([candidates[i] for i in chosen], None)
 
 
+@strategy
 @dataclass
 class Equidistant(QueryStrategy):
     """Frames spread evenly: each new frame splits the largest gap of its video.
@@ -113,6 +113,7 @@ def gap_midpoints(free: np.ndarray, count: int) -> list[int]:
     return picks
 
 
+@strategy
 @dataclass
 class Uncertainty(QueryStrategy):
     """Gal et al.: the frames of highest MC-dropout uncertainty U (Eq. 1), no distance term."""
@@ -127,6 +128,7 @@ class Uncertainty(QueryStrategy):
         return Selection([ranking.pick(i) for i in top], [float(ranking.value[i]) for i in top])
 
 
+@strategy
 @dataclass
 class Entropy(QueryStrategy):
     """Aghdam et al.: highest entropy first, with a fixed +/- ``window`` exclusion filter.
@@ -170,6 +172,7 @@ class Entropy(QueryStrategy):
         blocked[max(0, frame - self.window): frame + self.window + 1] = True
 
 
+@strategy
 @dataclass
 class VideoLevel(QueryStrategy):
     """Whole videos, most uncertain first (mean U over their unannotated frames).
@@ -199,51 +202,3 @@ class VideoLevel(QueryStrategy):
             picks += [(v, int(f)) for f in frames]
             values += [means[v]] * len(frames)
         return Selection(picks, values)
-
-
-@dataclass
-class Apu(QueryStrategy):
-    """Adaptive proximity-aware uncertainty, global greedy selection (paper Eqs. 2-3)."""
-
-    name = "apu"
-    needs = ("uncertainty",)
-    lam: float = 0.5
-    sigma: float = 1.3
-    local = False
-
-    def query_scored(self, scores: FrameScores, annotated: Annotated, budget: int,
-                     rng: np.random.Generator) -> Selection:
-        picks, values = apu_scored(scores.require("uncertainty"), annotated, budget,
-                                   self.lam, self.sigma, local=self.local)
-        return Selection(picks, values)
-
-
-@dataclass
-class ApuLocal(Apu):
-    """APU with each video its equal share of the budget (paper Fig. 6 a-b)."""
-
-    name = "apu-local"
-    local = True
-
-
-STRATEGIES: Registry[type[QueryStrategy]] = Registry("strategy", {
-    cls.name: cls for cls in (Random, Equidistant, Uncertainty, Entropy, VideoLevel, Apu, ApuLocal, Hybrid)
-})
-
-
-def make_strategy(name: str, **options: object) -> QueryStrategy:
-    """The named strategy with the options it takes (lam, sigma, window, videos, ...; others ignored)."""
-    return STRATEGIES.lookup(name).from_options(**options)
-
-
-def select(strategy: str | QueryStrategy, scores: FrameScores, annotated: Annotated, budget: int,
-           seed: int | np.random.Generator = 0, **options: object) -> Selection:
-    """Run a strategy (by name or instance) and check its picks against the contract."""
-    if isinstance(strategy, str):
-        strategy = make_strategy(strategy, **options)
-    if budget < 0:
-        raise ValueError(f"budget must be >= 0, got {budget}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    selection = strategy.query_scored(scores, annotated, budget, rng)
-    check_selection(selection.picks, scores, annotated, budget)
-    return selection

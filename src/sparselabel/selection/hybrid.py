@@ -26,17 +26,23 @@ rng state the picks are identical.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from sparselabel.selection.apu import apu_scored
-from sparselabel.selection.base import FrameScores, QueryStrategy, Selection, free_frames
+from sparselabel.selection.apu import apu_select
+from sparselabel.selection.base import (
+    Annotated,
+    FrameScores,
+    QueryStrategy,
+    Selection,
+    free_frames,
+    strategy,
+)
 
-Annotated = Mapping[str, Iterable[int]]
 
-
+@strategy
 @dataclass
 class Hybrid(QueryStrategy):
     """Videos by k-means diversity + mean uncertainty, then frames by APU inside them."""
@@ -57,9 +63,7 @@ class Hybrid(QueryStrategy):
     def query_scored(self, scores: FrameScores, annotated: Annotated, budget: int,
                      rng: np.random.Generator) -> Selection:
         chosen = self.choose_videos(scores, annotated, budget, rng)
-        picks, values = apu_scored(scores.require("uncertainty"), annotated, budget,
-                                   self.lam, self.sigma, only=chosen)
-        return Selection(picks, values)
+        return apu_select(scores.require("uncertainty"), annotated, budget, self.lam, self.sigma, only=chosen)
 
     def choose_videos(self, scores: FrameScores, annotated: Annotated, budget: int,
                       rng: np.random.Generator) -> list[str]:
