@@ -26,17 +26,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from sparselabel.config import Config
 from sparselabel.data.dataset import Video
-from sparselabel.data.windows import ClipSpec, window_batches
+from sparselabel.data.windows import ClipSpec
 from sparselabel.errors import SparseLabelError
 from sparselabel.models.runs import FINAL, load_trained, snapshot_path, snapshot_steps
-from sparselabel.scoring.mc_dropout import VideoScores, _scatter, frame_stats, pooled_features
-from sparselabel.scoring.predict import VideoPrediction, predict_video
+from sparselabel.scoring.mc_dropout import VideoScores, window_scores
+from sparselabel.scoring.predict import VideoPrediction, input_batches, predict_video
 
 ENSEMBLE = "ensemble"
 
@@ -144,16 +143,14 @@ def ensemble_score_video(models: list[torch.nn.Module], video: Video, spec: Clip
     """
     if len(models) < 2:
         raise SparseLabelError(f"ensemble uncertainty needs at least 2 members, got {len(models)}")
-    stats = np.zeros((3, video.num_frames), dtype=np.float64)
-    pooled: list[Tensor] = []
     for model in models:
         model.eval()
-    for clips, windows in window_batches(video, spec, batch_size):
-        clips = clips.to(device)
+
+    def run(clips) -> tuple:  # (EncodedClip, member logits)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
             encoded = models[0].encode(clips)
-            logits = [models[0].decode_head(encoded).fg_logits] + [m(clips).fg_logits for m in models[1:]]
-        pooled.append(pooled_features(encoded))
-        _scatter(stats, frame_stats(torch.stack(logits).flatten(1, 2), tau), windows, spec.length)
-    features = torch.cat(pooled).mean(0).cpu().numpy().astype(np.float32)
+            members = [models[0].decode_head(encoded).fg_logits] + [m(clips).fg_logits for m in models[1:]]
+            return encoded, torch.stack(members)
+
+    stats, features = window_scores(video, input_batches(video, spec, device, batch_size), run, tau, spec.length)
     return VideoScores(video.id, *stats, passes=len(models), tau=tau, features=features, method=ENSEMBLE)

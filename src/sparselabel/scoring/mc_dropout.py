@@ -121,23 +121,35 @@ def score_video(model: torch.nn.Module, video: Video, spec: ClipSpec, device: to
     """
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
-    stats = np.zeros((3, video.num_frames), dtype=np.float64)
-    pooled: list[Tensor] = []
+
+    def run(clips) -> tuple[EncodedClip, Tensor]:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+            encoded = clips if cache is not None else model.encode(clips)
+            return encoded, mc_decode(model, encoded, passes, pass_chunk)
+
     devices = [device] if device.type == "cuda" else []
     model.mc_dropout(True)
     try:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(per_video_seed(seed, video.id))
-            for clips, windows in input_batches(video, spec, device, batch_size, cache):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
-                    encoded = clips if cache is not None else model.encode(clips)
-                    logits = mc_decode(model, encoded, passes, pass_chunk)
-                pooled.append(pooled_features(encoded))
-                _scatter(stats, frame_stats(logits.flatten(1, 2), tau), windows, spec.length)
+            stats, features = window_scores(video, input_batches(video, spec, device, batch_size, cache), run,
+                                            tau, spec.length)
     finally:
         model.eval()
-    features = torch.cat(pooled).mean(0).cpu().numpy().astype(np.float32)
     return VideoScores(video.id, *stats, passes=passes, tau=tau, features=features)
+
+
+def window_scores(video: Video, batches, run, tau: float, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame (U, entropy, mean foreground) over a video's window ``batches`` and its pooled
+    feature vector. ``run(clips) -> (encoded, fg logits (P, B, T, H, W))`` is the model's part:
+    P dropout passes of one model, or P members of an ensemble."""
+    stats = np.zeros((3, video.num_frames), dtype=np.float64)
+    pooled: list[Tensor] = []
+    for clips, windows in batches:
+        encoded, logits = run(clips)
+        pooled.append(pooled_features(encoded))
+        _scatter(stats, frame_stats(logits.flatten(1, 2), tau), windows, length)
+    return stats, torch.cat(pooled).mean(0).cpu().numpy().astype(np.float32)
 
 
 def pooled_features(encoded: EncodedClip) -> Tensor:
