@@ -120,7 +120,7 @@ def _run_loop(root: Path, threads: int) -> str | None:
 
 def summarise(exp: Experiment, roots: Sequence[Path]) -> dict:
     """Mean and std over seeds, per group of runs that differ only in seed, per cycle."""
-    from sparselabel.reports.history import history
+    from sparselabel.loop.history import history
 
     groups: dict[str, list[list]] = {}
     for run, root in zip(exp.runs, roots, strict=True):

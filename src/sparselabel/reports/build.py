@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sparselabel.evaluation.percent import percent
+from sparselabel.loop.history import History, history, score_curves
 from sparselabel.loop.workspace import Workspace
-from sparselabel.reports.history import History, history, score_curves
 from sparselabel.reports.html import write_page
 from sparselabel.reports.plots import (
     annotation_curves,

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sparselabel.reports.history import History  # noqa: E402
+from sparselabel.loop.history import History  # noqa: E402
 
 
 def _percent(values: Sequence[float | None]) -> list[float]:

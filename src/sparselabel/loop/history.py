@@ -1,4 +1,6 @@
-"""A workspace's loop history, read back from its ledger (the single source of truth)."""
+"""A workspace's loop history, read back from its ledger (the single source of truth): what
+reports draw and experiments summarise. It lives with the loop, whose records it reads, so
+the loop never imports from reports (data flows loop -> reports, DESIGN section 6)."""
 
 from __future__ import annotations
 
