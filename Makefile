@@ -7,7 +7,7 @@ PY    := $(VENV)/bin/python
 # The pinned CPU wheel; an unpinned torch pulls a multi-GB CUDA build. GPU users: TORCH="torch==2.13.0" from their CUDA index.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint env clean
+.PHONY: demo test lint env clean labelstudio datumaro
 
 env: $(VENV)/.installed
 
@@ -27,5 +27,33 @@ test: env
 lint: env
 	$(VENV)/bin/ruff check src tests benchmarks
 
+# Label Studio for the `serve` tests (tests/interchange/test_ix_backend.py finds it here), in a venv
+# of its own: it pins many packages (Django among them) that must not meet ours. About 1 GB.
+LSVENV       ?= .venv-labelstudio
+LABEL_STUDIO ?= label-studio==1.23.2
+
+labelstudio: $(LSVENV)/.installed
+
+# ... with an empty, migrated database for the tests to copy: Label Studio then starts in seconds.
+$(LSVENV)/.installed:
+	python3 -m venv $(LSVENV)
+	$(LSVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LSVENV)/bin/python -m pip install --quiet "$(LABEL_STUDIO)"
+	LATEST_VERSION_CHECK=false $(LSVENV)/bin/label-studio version --data-dir $(LSVENV)/migrated-data > $(LSVENV)/migrated-data.log 2>&1
+	touch $@
+
+# datumaro (the CVAT team's dataset library) for the CVAT conformance tests, in a venv of its own
+# too (it would downgrade pillow and pull in pandas and OpenCV).
+DMVENV   ?= .venv-datumaro
+DATUMARO ?= datumaro==1.13.12
+
+datumaro: $(DMVENV)/.installed
+
+$(DMVENV)/.installed:
+	python3 -m venv $(DMVENV)
+	$(DMVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DMVENV)/bin/python -m pip install --quiet "$(DATUMARO)"
+	touch $@
+
 clean:
-	rm -rf $(VENV) sparselabel-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LSVENV) $(DMVENV) sparselabel-demo .pytest_cache .ruff_cache

@@ -26,11 +26,22 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 def cmd_init(args: argparse.Namespace) -> None:
     from sparselabel.config import load_config
-    from sparselabel.loop.workspace import Workspace, format_status
+    from sparselabel.loop.workspace import RAW_KIND, Workspace, format_status
 
-    config = load_config(args.config, [f"dataset.kind={args.kind}", f"dataset.path={args.dataset}", *args.overrides])
+    if args.videos:  # raw video: no ground truth, so answers come from people (labels.oracle=none)
+        source = [f"dataset.kind={RAW_KIND}", f"dataset.path={args.videos}", "labels.oracle=none",
+                  f"dataset.options.labels={args.labels}"]
+    else:
+        if args.labels != "auto":
+            raise SparseLabelError("--labels goes with --videos (a dataset's classes come from its annotations)")
+        source = [f"dataset.kind={args.kind}", f"dataset.path={args.dataset}"]
+    config = load_config(args.config, [*source, *args.overrides])
     workspace = Workspace.create(args.workspace, config)
     print(f"created workspace {workspace.root}")
+    if args.videos:
+        classes = workspace.ledger.classes
+        print(f"{len(workspace.ledger.videos())} videos; classes: {', '.join(classes[:10])}"
+              + (f" ... ({len(classes)})" if len(classes) > 10 else ""))
     print(format_status(workspace.status()))
 
 
@@ -162,13 +173,24 @@ def cmd_experiment(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from sparselabel.interchange import export_tasks
+    from sparselabel.interchange import FORMATS, export_dense, export_tasks
     from sparselabel.loop.workspace import Workspace
 
     workspace = Workspace.open(args.workspace)
-    for path in export_tasks(workspace, args.format, Path(args.out), cycle=args.cycle,
+    if args.dense:
+        if args.cycle is not None or args.with_predictions:
+            raise SparseLabelError("--dense exports every frame of every pool video: no --cycle or --with-predictions")
+        files, source = export_dense(workspace, args.format, Path(args.out), source=args.source,
+                                     url_prefix=args.url_prefix, overwrite=args.overwrite)
+        print(f"dense labels from {source}")
+    else:
+        if args.format not in FORMATS:
+            raise SparseLabelError(f"--format {args.format} is for --dense exports; tasks go out as "
+                                   f"{', '.join(FORMATS)}")
+        files = export_tasks(workspace, args.format, Path(args.out), cycle=args.cycle,
                              with_predictions=args.with_predictions, url_prefix=args.url_prefix,
-                             overwrite=args.overwrite):
+                             overwrite=args.overwrite)
+    for path in files:
         print(path)
     print(f"exported to {args.out}")
 
@@ -180,6 +202,13 @@ def cmd_import(args: argparse.Namespace) -> None:
     workspace = Workspace.open(args.workspace)
     report = import_answers(workspace, Path(args.file), annotator=args.annotator, allow_unselected=args.allow_unselected)
     print(report.summary())
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from sparselabel.interchange.backend import serve_workspace
+
+    serve_workspace(args.workspace, host=args.host, port=args.port, label_studio_url=args.label_studio_url,
+                    public_url=args.public_url, overrides=args.overrides)
 
 
 LOOP_FLAGS = {"cycles": "loop.cycles", "step": "selection.budget", "strategy": "selection.strategy",
@@ -256,9 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="list every video this many times (ids <id>_r001...; the copies share its file): "
                        "a large pool from a few generated videos (default: %(default)s)")
 
-    init = add("init", cmd_init, "Create a workspace for a dataset and make the initial random sparse labels.", takes="both")
-    init.add_argument("--dataset", required=True, help="dataset folder or annotation file")
-    init.add_argument("--kind", default="native", help="dataset format: native, ucf24, act-pkl, jhmdb, davis (default: %(default)s)")
+    init = add("init", cmd_init, "Create a workspace for a folder of raw videos, or for a dataset with ground truth, "
+               "and choose the initial sparse frames (I%% per video).", takes="both")
+    source = init.add_mutually_exclusive_group(required=True)
+    source.add_argument("--videos", help="raw videos: a folder (searched recursively for video files and frame "
+                        "folders), a glob such as 'clips/*.mp4', or a .txt list of paths; no ground truth, "
+                        "the selected frames wait for annotators (labels.oracle=none)")
+    source.add_argument("--dataset", help="dataset folder or annotation file, with ground truth (see --kind)")
+    init.add_argument("--labels", default="auto", help="with --videos, each video's class: 'folders' (the parent "
+                      "folder's name, UCF101 layout DIR/<class>/<video>), 'none' (one class, actor), or a CSV "
+                      "with columns video,label; auto = folders when every video is in one of several class "
+                      "folders, else none (default: %(default)s)")
+    init.add_argument("--kind", default="native", help="with --dataset, its format: native, ucf24, act-pkl, jhmdb, davis (default: %(default)s)")
     init.add_argument("--config", help="YAML config file")
 
     add("status", cmd_status, "Show annotated frames, percent of all frames and clicks per cycle.", takes="workspace")
@@ -309,9 +347,18 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--out", help="results folder (default: experiments/NAME)")
 
     export = add("export", cmd_export, "Write a cycle's selected frames as annotation tasks (CVAT, Label Studio, JSONL), "
-                 "optionally with the model's boxes as pre-annotations.", takes="workspace")
-    export.add_argument("--format", required=True, choices=["cvat", "cvat-images", "labelstudio", "json"],
-                        help="cvat = CVAT for video 1.1; cvat-images = CVAT for images 1.1")
+                 "optionally with the model's boxes as pre-annotations; or, with --dense, boxes for every frame "
+                 "of every pool video.", takes="workspace")
+    export.add_argument("--format", required=True, choices=["cvat", "cvat-images", "labelstudio", "json", "act-pkl", "mot"],
+                        help="cvat = CVAT for video 1.1; cvat-images = CVAT for images 1.1 (tasks only); "
+                        "act-pkl = ACT ground-truth pickle and mot = MOTChallenge gt.txt (--dense only)")
+    export.add_argument("--dense", action="store_true", help="dense labels: the answers on answered frames and "
+                        "boxes from --source on every other frame, each with its source and a confidence")
+    export.add_argument("--source", default="auto", choices=["auto", "interpolation", "model", "fusion"],
+                        help="with --dense, where unanswered frames' boxes come from: linear interpolation of the "
+                        "answers, the model's tubes, or interpolation refined by the model (model and fusion "
+                        "read the newest `predict` of the pool); auto = fusion, the best measured, where the "
+                        "pool has predictions, else interpolation (default: %(default)s; docs/annotating.md)")
     export.add_argument("--out", required=True, help="folder to write the tasks to")
     export.add_argument("--cycle", type=int, help="cycle whose selection to export (default: the latest not fully answered)")
     export.add_argument("--with-predictions", action="store_true", help="pre-annotate with the latest model's boxes")
@@ -324,6 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="CVAT XML (or zip), Label Studio JSON export, or sparselabel JSONL")
     imp.add_argument("--annotator", help="who answered (recorded in the ledger)")
     imp.add_argument("--allow-unselected", action="store_true", help="also accept answers for frames that were not selected")
+
+    serve = add("serve", cmd_serve, "Be a Label Studio ML backend: pre-annotate its tasks, take answers as they are "
+                "submitted, and on the serve: trigger train and select the next cycle's frames as new tasks "
+                "(docs/serve.md).", takes="both")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    serve.add_argument("--port", type=int, default=9090, help="port to listen on; 0: any free one (default: %(default)s)")
+    serve.add_argument("--label-studio-url", help="Label Studio's URL, for importing new tasks (default: "
+                       "$LABEL_STUDIO_URL, else what Label Studio sends on connecting); the API key comes from "
+                       "$LABEL_STUDIO_API_KEY, else from Label Studio on connecting")
+    serve.add_argument("--public-url", help="this server's URL as browsers reach it, for the media of new tasks "
+                       "(default: http://HOST:PORT)")
 
     report = add("report", cmd_report, "Write the report of one or more workspaces (strategies side by side): "
                  "curves, selection timelines, U/D/APU scores, frames-per-video histogram, HTML.")

@@ -40,7 +40,7 @@ class LinkConfig:
 
 @dataclass
 class DatasetConfig:
-    kind: str = "native"  # native | ucf24 | act-pkl | jhmdb | davis
+    kind: str = "native"  # native | ucf24 | act-pkl | jhmdb | davis | videos (raw, no ground truth)
     path: str = ""
     pool_split: str = "train"  # videos whose frames are selected and annotated
     test_split: str = "test"  # videos used for evaluation only
@@ -51,6 +51,7 @@ class DatasetConfig:
 class LabelsConfig:
     initial_percent: float = 1.0  # I%: paper uses 1 (UCF101-24), 3 (J-HMDB), 5 (YouTube-VOS)
     min_initial_frames: int = 1  # every video starts with at least this many
+    initial_strategy: str = "random"  # random | equidistant: how the initial I% are spread in a video
     clicks_per_box: int = 2  # a box is two clicks (two corners)
     clicks_per_mask: int = 10  # polygon / scribble clicks for a mask
     annotation: str = "box"  # box | mask: what an annotated frame costs
@@ -166,6 +167,14 @@ class LoopConfig:
 
 
 @dataclass
+class ServeConfig:
+    """``sparselabel serve`` (the Label Studio ML backend): when received answers start the next cycle."""
+
+    train_every: int = 0  # train -> predict -> score -> select after this many accepted answers (0: off)
+    train_when_answered: bool = True  # ... and once every frame of the newest selection is answered
+
+
+@dataclass
 class Config:
     seed: int = 0
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -177,6 +186,7 @@ class Config:
     detection: LinkConfig = field(default_factory=LinkConfig)  # maps -> boxes -> tubes
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 # Keys whose value is one of a few names: checked when the config is loaded, not when
@@ -187,6 +197,7 @@ CHOICES = {
     "model.encoder": ("small3d", "i3d"),  # models.ENCODERS (a test keeps them equal)
     "labels.annotation": ("box", "mask"),
     "labels.oracle": ("simulated", "none"),
+    "labels.initial_strategy": ("random", "equidistant"),
     "train.device": ("auto", "cpu", "cuda"),
     "model.classify_from": ("features", "silhouette", "both"),
     "pretrain.task": ("none", "order", "speed"),
@@ -249,6 +260,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "loop.until_v_map": FRACTION,
     "loop.warm_start_steps": AT_LEAST_0,
     "loop.add_at_cycle": AT_LEAST_0,
+    "serve.train_every": AT_LEAST_0,
     "detection.threshold": (0, 1, False, False),
     "detection.link_iou": FRACTION,
     "detection.top_k": AT_LEAST_1,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +31,24 @@ def ws(template_workspace, tmp_path) -> Workspace:
 def predicted_ws(ws) -> Workspace:
     write_predictions(ws)
     return ws
+
+
+REPO = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="session")
+def datumaro() -> str:
+    """A Python that has datumaro (the CVAT team's dataset library, not our dependency: it pins
+    packages ours must not meet): $SPARSELABEL_DATUMARO_PYTHON, `make datumaro`'s venv, or this
+    one if it can import datumaro; else the test skips."""
+    given = os.environ.get("SPARSELABEL_DATUMARO_PYTHON")
+    if given:
+        if not Path(given).is_file():
+            pytest.skip(f"SPARSELABEL_DATUMARO_PYTHON={given} is not a file")
+        return given
+    if (REPO / ".venv-datumaro" / "bin" / "python").is_file():
+        return str(REPO / ".venv-datumaro" / "bin" / "python")
+    if importlib.util.find_spec("datumaro") is not None:
+        return sys.executable
+    pytest.skip("datumaro is not installed: `make datumaro`, or set SPARSELABEL_DATUMARO_PYTHON to a Python "
+                "that has it")

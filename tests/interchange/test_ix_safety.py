@@ -179,13 +179,19 @@ def test_our_own_cvat_task_file_is_not_taken_for_answers(predicted_ws, tmp_path)
     refused(predicted_ws, file, "task file sparselabel exported, not answers")
 
 
-def test_cvat_video_task_must_be_the_whole_video_named_after_it(ws, tmp_path):
+def test_cvat_video_task_must_be_one_known_video_and_frames_it_holds(ws, tmp_path):
     track = f'<track id="0" label="left"><box frame="2" outside="0" occluded="0" keyframe="1" ' \
             f'xtl="{ADDED[0]}" ytl="{ADDED[1]}" xbr="{ADDED[2]}" ybr="{ADDED[3]}"/></track>'
-    cases = {
-        "<name>holiday</name><size>20</size>": "no known video named 'holiday'",
-        "<name>vid0</name><size>12</size>": "the task has 12 frames, video 'vid0' has 20",
-        "<name>vid0</name><size>20</size><start_frame>5</start_frame>": "start frame 5",
+    size = "<original_size><width>64</width><height>48</height></original_size>"
+    cases = {  # vid0..vid3 are all 20 frames of 64 x 48: a task named otherwise could be any of them
+        f"<name>holiday</name><size>20</size>{size}": "no known video named 'holiday', and 4 videos fit it "
+                                                      "('vid0', 'vid1', 'vid2', 'vid3')",
+        "<name>holiday</name><size>20</size><original_size><width>32</width><height>48</height></original_size>":
+            "no video has its frames and size",
+        "<name>vid0</name><size>30</size>": "the task holds the CVAT task's frames 0..29, video 'vid0' has 20",
+        "<name>vid0</name><size>8</size><start_frame>5</start_frame><stop_frame>12</stop_frame>":
+            "shapes on frames [2] lie outside the task's frames 5..12",
+        "<name>vid0</name><size>5</size><frame_filter>every other</frame_filter>": "frame_filter 'every other'",
     }
     for k, (meta, fragment) in enumerate(cases.items()):
         path = tmp_path / f"{k}.xml"

@@ -6,6 +6,7 @@ from 1 (ACT ``gttubes``) are converted at the edges.
 
 from __future__ import annotations
 
+import glob
 import math
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
@@ -187,7 +188,8 @@ def load_dataset(kind: str, path: str | Path, **options: object) -> Dataset:
     loader = LOADERS.lookup(kind)
     if not str(path).strip():
         raise SparseLabelError("no dataset given (dataset.path is empty)")
-    if not Path(path).exists():  # never a fallback to a neighbouring folder's annotations
+    # Never a fallback to a neighbouring folder's annotations (a glob names files that exist).
+    if not Path(path).exists() and not glob.has_magic(str(path)):
         raise SparseLabelError("dataset not found: no such file or folder", path)
     dataset = loader(Path(path), **options)
     dataset.validate()

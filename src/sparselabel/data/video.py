@@ -224,10 +224,14 @@ def _seeked(path: Path, index: tuple[np.ndarray, np.ndarray], first: int, last: 
 
 def write_video(
     path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: float = 25.0, codec: str = "libx264",
-    crf: int = 18,
+    crf: int = 18, pix_fmt: str = "yuv444p", faststart: bool = False,
 ) -> None:
     """Encode uint8 (H, W, 3) frames: an array (T, H, W, 3) or any iterable of frames (then
-    one frame is in memory at a time). Single-threaded so the bytes depend only on the input."""
+    one frame is in memory at a time). Single-threaded so the bytes depend only on the input.
+
+    libx264 writes ``pix_fmt`` (4:4:4 by default: datasets keep their colours; browsers need
+    ``write_playable_video``); ``faststart`` puts the index first, so a browser can start
+    playing before the whole file has arrived."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = iter(frames)
@@ -235,13 +239,14 @@ def write_video(
     if first is None:
         raise ValueError(f"{path}: no frames to write")
     height, width = np.asarray(first).shape[:2]
-    with av.open(str(path), mode="w") as container:
+    options = {"movflags": "+faststart"} if faststart else None
+    with av.open(str(path), mode="w", options=options) as container:
         container.metadata.clear()
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = width, height
         stream.thread_count = 1
         if codec == "libx264":
-            stream.pix_fmt = "yuv444p"
+            stream.pix_fmt = pix_fmt
             # mb-tree rate control makes libx264 output vary between runs on small frames.
             stream.options = {"crf": str(crf), "preset": "medium", "threads": "1", "x264-params": "mbtree=0"}
         elif codec == "ffv1":
@@ -250,6 +255,23 @@ def write_video(
             frame = av.VideoFrame.from_ndarray(np.asarray(array, dtype=np.uint8), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+
+
+def write_playable_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25.0, crf: int = 18
+                         ) -> tuple[int, int]:
+    """Encode frames as web browsers play them: H.264 in MP4 with 4:2:0 chroma (yuv420p), same
+    frames, same rate. 4:2:0 needs an even width and height, so an odd one gets one more pixel
+    on the right / bottom, repeating the edge: pixels of the original frame keep their
+    coordinates. Returns the (width, height) written."""
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
+    height, width = np.asarray(first).shape[:2]
+    pad = ((0, height % 2), (0, width % 2), (0, 0))
+    padded = (np.pad(np.asarray(f), pad, mode="edge") for f in itertools.chain([first], frames))
+    write_video(path, padded, fps=fps, crf=crf, pix_fmt="yuv420p", faststart=True)
+    return width + width % 2, height + height % 2
 
 
 SEEK_GAP = 32  # frames asked this far apart are decoded as separate runs, each from its keyframe

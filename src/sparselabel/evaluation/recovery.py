@@ -17,8 +17,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from sparselabel.evaluation.boxes import spatial_iou
+from sparselabel.evaluation.dense import interpolated_tracks
 from sparselabel.evaluation.frame_map import frame_map
-from sparselabel.labels.pseudo import mgw_weights, pseudo_boxes
+from sparselabel.labels.pseudo import distance_to_annotated, mgw_weights
 
 
 def restrict_gttubes(gttubes: Mapping, annotated: Mapping[str, np.ndarray]) -> dict:
@@ -48,19 +50,32 @@ def interpolation_dets(answers_by_video: Mapping[str, Sequence], num_frames: Map
         answers = answers_by_video.get(vid, [])
         annotated = np.array(sorted(a.frame for a in answers), dtype=np.int64)
         weight = mgw_weights(num_frames[vid], annotated, sigma)
-        tracks: dict[int, list] = {}
-        for answer in answers:
-            for actor in answer.actors:
-                if actor.box is not None:
-                    tracks.setdefault(actor.actor, []).append((answer.frame, actor.label, actor.box))
-        for track in tracks.values():
-            frames, boxes = pseudo_boxes(num_frames[vid], annotated, np.array([f for f, _, _ in track]),
-                                         np.array([b for _, _, b in track]))
-            label = track[0][1]
-            for frame, box in zip(frames, boxes, strict=True):
-                if frame not in annotated:
-                    rows.append([index, frame + 1, label, weight[frame], *box])
-    return np.array(rows, dtype=np.float64).reshape(-1, 8)
+        distance = distance_to_annotated(num_frames[vid], annotated)
+        for track in interpolated_tracks(num_frames[vid], answers, distance, half_life=1.0):
+            keep = ~np.isin(track.frames, annotated)
+            frames = track.frames[keep]
+            rows.append(np.column_stack([np.full(len(frames), index), frames + 1, np.full(len(frames), track.label),
+                                         weight[frames], track.boxes[keep]]))
+    return np.concatenate(rows).astype(np.float64) if rows else np.zeros((0, 8))
+
+
+def dense_quality(gttubes: Mapping, dets: np.ndarray, videos: Sequence[str], annotated: Mapping[str, np.ndarray],
+                  iou: float = 0.5, convention: str = "act") -> dict:
+    """How good dense labels are on the unannotated frames: f-mAP@``iou`` (rows as
+    ``frame_rows``) and mean IoU, each true box's best IoU with a dense box of its frame
+    (0 where the frame has none), whatever the class."""
+    truth = restrict_gttubes({v: gttubes[v] for v in videos}, annotated)
+    dets = drop_annotated_frames(dets, videos, annotated)
+    f_map = frame_map(truth, dets, videos, iou, convention)[0]
+    best = []
+    for index, vid in enumerate(videos):
+        mine = dets[dets[:, 0] == index]
+        for tubes in truth[vid].values():
+            for tube in tubes:
+                for frame, *box in tube:
+                    found = mine[mine[:, 1] == frame, 4:8]
+                    best.append(spatial_iou(np.array([box]), found, convention).max() if len(found) else 0.0)
+    return {"f-mAP": f_map, "mean IoU": float(np.mean(best)) if best else float("nan"), "boxes": len(best)}
 
 
 def recovery_map(gttubes: Mapping, model_dets: np.ndarray, interp_dets: np.ndarray, videos: Sequence[str],

@@ -121,15 +121,41 @@ class FrameAnswer:
     where: str  # where in the file, for messages ("image 'x.jpg'", "line 3")
 
 
+@dataclass(frozen=True)
+class Span:
+    """Frames where the tool shows a box of one track / region that nobody put there: Label Studio's
+    interpolation after an enabled keyframe, CVAT's interpolated shapes. Never holds a frame on
+    which that track has a keyframe."""
+
+    first: int
+    last: int | None  # inclusive; None: to the end of the video
+    actor: int
+
+    def covers(self, frame: int) -> bool:
+        return self.first <= frame and (self.last is None or frame <= self.last)
+
+
 @dataclass
 class VideoAnswer:
-    """The keyframes of one video task; the importer decides which frames the task covers."""
+    """The keyframes of one video task; the importer decides which frames the task covers.
+
+    A frame's answer is clear when no track shows an interpolated box there (``spans``) and,
+    with ``near_miss``, when a frame without any keyframe has none one frame away either (the
+    mark of keyframes put one frame off, as Label Studio counts frames from 1).
+    """
 
     video_ids: tuple[str, ...]  # candidate ids, first known one wins (task name, source file...)
     keyframes: dict[int, list[BoxAnswer]]  # 0-based frame -> boxes drawn there as keyframes
     task_frames: list[int] | None  # frames the task asked about, when the file says so
     where: str
     num_frames: int | None = None  # frames in the tool's task, when the file says so
+    spans: list[Span] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)  # actor -> "track 3" / "region 1 (id 'x')"
+    near_miss: bool = False
+    covered: range | None = None  # the video frames the tool's task holds (None: every frame)
+    covered_text: str = ""  # how ``covered`` was found, for messages
+    frame_size: tuple[int, int] | None = None  # (width, height) of the task's frames, when the file says so
+    last_frame: int | None = None  # the highest frame any shape in the file is on
 
 
 @dataclass

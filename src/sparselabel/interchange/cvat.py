@@ -9,7 +9,12 @@ Both share ``<annotations><version>1.1</version><meta><task>...<labels>``.
   ``<box frame xtl ytl xbr ybr outside occluded keyframe z_order>`` per frame
   of the track. Only ``keyframe="1"`` shapes are a person's statement about a
   frame; ``keyframe="0"`` shapes are CVAT's interpolation between keyframes,
-  and ``outside="1"`` says the object is not in the frame.
+  and ``outside="1"`` says the object is not in the frame. A track is shown
+  from an inside keyframe up to the next keyframe (to the end of the task
+  after the last): there, without a keyframe of its own, it makes a frame's
+  answer ambiguous (``common.Span``). Frame numbers are the whole video's
+  (CVAT writes start_frame + index * frame step); ``<meta><task>`` says which
+  frames the task holds (``_covered_frames``).
 
 Coordinates are pixels of the original frame. Parsing goes through
 ``defusedxml`` with DTDs forbidden: CVAT never writes a DTD, so a document
@@ -18,6 +23,8 @@ with one (entity expansion, external entities) is refused outright.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 from xml.etree import ElementTree as ET  # building our own documents only; parsing is defused
@@ -33,6 +40,7 @@ from sparselabel.interchange.common import (
     FrameAnswer,
     ParsedFile,
     PreTrack,
+    Span,
     TaskFrame,
     VideoAnswer,
     check_relative_name,
@@ -76,11 +84,27 @@ def video_xml(video_id: str, frames: list[TaskFrame], tracks: list[PreTrack], cl
     for track in tracks:
         element = ET.SubElement(root, "track", id=str(track.track), label=track.label, source="auto")
         for frame, box in zip(track.frames.tolist(), track.boxes.tolist(), strict=True):
-            _track_box(element, frame, box, outside=False, keyframe=frame in selected)
+            track_box(element, frame, box, outside=False, keyframe=frame in selected)
         end = int(track.frames[-1]) + 1
         if end < first.num_frames:
-            _track_box(element, end, track.boxes[-1].tolist(), outside=True, keyframe=True)
+            track_box(element, end, track.boxes[-1].tolist(), outside=True, keyframe=True)
     return _document(root)
+
+
+def task_root(name: str, size: int, classes: list[str], original_size: tuple[int, int],
+              attributes: dict[str, tuple[str, ...] | None]) -> ET.Element:
+    """A CVAT-for-video document's root whose labels declare per-box ``attributes``
+    (a select over the given values, or free text for None)."""
+    root = _root(name, size, "interpolation", classes, original_size)
+    for declared in root.iter("attributes"):
+        for key, values in attributes.items():
+            attribute = ET.SubElement(declared, "attribute")
+            for tag, text in (("name", key), ("mutable", "True"),
+                              ("input_type", "text" if values is None else "select"),
+                              ("default_value", "" if values is None else values[0]),
+                              ("values", "" if values is None else "\n".join(values))):
+                ET.SubElement(attribute, tag).text = text
+    return root
 
 
 def _root(name: str, size: int, mode: str, classes: list[str],
@@ -106,9 +130,19 @@ def _corners(box) -> dict[str, str]:
     return {key: f"{float(value):.2f}" for key, value in zip(("xtl", "ytl", "xbr", "ybr"), box, strict=True)}
 
 
-def _track_box(track: ET.Element, frame: int, box, outside: bool, keyframe: bool) -> None:
-    ET.SubElement(track, "box", frame=str(frame), outside=str(int(outside)), occluded="0",
-                  keyframe=str(int(keyframe)), z_order="0", **_corners(box))
+def track_box(track: ET.Element, frame: int, box, outside: bool, keyframe: bool,
+              attributes: dict[str, str] | None = None) -> None:
+    shape = ET.SubElement(track, "box", frame=str(frame), outside=str(int(outside)), occluded="0",
+                          keyframe=str(int(keyframe)), z_order="0", **_corners(box))
+    for key, value in (attributes or {}).items():
+        ET.SubElement(shape, "attribute", name=key).text = value
+
+
+def answers_document(root: ET.Element) -> bytes:
+    """A document of labels (a dense export), without the marker of a task file: CVAT and
+    sparselabel's own import read it as annotations."""
+    ET.indent(root)
+    return ('<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n").encode()
 
 
 def _document(root: ET.Element) -> bytes:
@@ -176,39 +210,131 @@ def _parse_video(root: ET.Element, path: Path) -> ParsedFile:
     if task is None:
         what = next((f"a {kind}" for kind in ("job", "project") if root.find(f"meta/{kind}") is not None), "no task")
         raise AnnotationError(f"CVAT for video export of {what}: export the whole task (named after the video)", path)
-    _check_frame_range(task, path)
     name = (task.findtext("name") or "").strip()
-    source = Path((task.findtext("source") or "").strip()).stem
-    size = task.findtext("size")
+    source = Path((task.findtext("source") or root.findtext("meta/source") or "").strip()).stem
+    parsed = ParsedFile(VIDEO)
     keyframes: dict[int, list[BoxAnswer]] = {}
+    spans: list[Span] = []
+    names: dict[int, str] = {}
+    shape_frames: list[int] = []
     for track in root.iter("track"):
         track_id = whole_number(track.get("id"), "<track> id", path)
         if track_id < 0:
             raise AnnotationError(f"<track> id {track_id} is negative (CVAT numbers tracks from 0)", path)
-        where = f"track {track_id}"
-        label = _attr(track, "label", where, path)
-        for shape in track:
-            if shape.tag in OTHER_SHAPES:
-                raise AnnotationError(f"{where}: <{shape.tag}> shapes are not supported, only <box>", path)
-            if shape.tag != "box":
-                continue
-            frame = whole_number(_attr(shape, "frame", f"{where} <box>", path), f"{where} <box> frame", path)
-            what = f"{where} frame {frame}"
-            outside = _flag(shape, "outside", what, path)
-            if _flag(shape, "keyframe", what, path) and not outside:
-                keyframes.setdefault(frame, []).append(BoxAnswer(track_id, label, _box(shape, what, path)))
+        names[track_id] = f"track {track_id}"
+        shapes = _track_shapes(track, f"track {track_id}", path)
+        shape_frames.extend(s.frame for s in shapes)
+        for shape in shapes:
+            if shape.keyframe and not shape.outside:
+                keyframes.setdefault(shape.frame, []).append(BoxAnswer(track_id, shape.label, shape.box))
+        spans.extend(_track_spans(track_id, shapes))
+    covered, covered_text, trusted = _covered_frames(task, shape_frames, path, parsed.notes)
     candidates = tuple(dict.fromkeys(c for c in (name, unquote(name), source, unquote(source)) if c))
-    num_frames = None if size is None else whole_number(size, "<meta><task><size>", path)
-    return ParsedFile(VIDEO, videos=[VideoAnswer(candidates, keyframes, None, f"task {name!r}", num_frames)])
+    parsed.videos.append(VideoAnswer(
+        candidates, keyframes, None, f"task {name!r}",
+        num_frames=_optional_number(task, "size", path) if trusted else None,
+        spans=spans, names=names, covered=covered, covered_text=covered_text,
+        frame_size=_original_size(task, path), last_frame=max(shape_frames, default=None)))
+    return parsed
 
 
-def _check_frame_range(task: ET.Element, path: Path) -> None:
-    """Frame numbers only match the video when the task starts at frame 0 with every frame."""
-    start = (task.findtext("start_frame") or "0").strip()
+@dataclass(frozen=True)
+class _Shape:
+    frame: int
+    outside: bool
+    keyframe: bool
+    label: str
+    box: tuple[float, float, float, float]
+
+
+def _track_shapes(track: ET.Element, where: str, path: Path) -> list[_Shape]:
+    """The track's boxes in frame order (other shapes refused)."""
+    label = _attr(track, "label", where, path)
+    shapes = []
+    for shape in track:
+        if shape.tag in OTHER_SHAPES:
+            raise AnnotationError(f"{where}: <{shape.tag}> shapes are not supported, only <box>", path)
+        if shape.tag != "box":
+            continue
+        frame = whole_number(_attr(shape, "frame", f"{where} <box>", path), f"{where} <box> frame", path)
+        what = f"{where} frame {frame}"
+        shapes.append(_Shape(frame, _flag(shape, "outside", what, path), _flag(shape, "keyframe", what, path),
+                             label, _box(shape, what, path)))
+    return sorted(shapes, key=lambda s: s.frame)
+
+
+def _track_spans(actor: int, shapes: list[_Shape]) -> list[Span]:
+    """Where CVAT shows this track without a keyframe: after an inside keyframe up to the next
+    keyframe (to the end of the task after the last one), and on every interpolated inside shape."""
+    keys = [s for s in shapes if s.keyframe]
+    keyed = {s.frame for s in keys}
+    spans = []
+    for k, key in enumerate(keys):
+        if key.outside:
+            continue
+        last = keys[k + 1].frame - 1 if k + 1 < len(keys) else None
+        if last is None or last > key.frame:
+            spans.append(Span(key.frame + 1, last, actor))
+    spans.extend(Span(s.frame, s.frame, actor) for s in shapes
+                 if not s.keyframe and not s.outside and s.frame not in keyed)
+    return spans
+
+
+def _covered_frames(task: ET.Element, shape_frames: list[int], path: Path, notes: list[str]
+                    ) -> tuple[range | None, str, bool]:
+    """The video frames the CVAT task holds, from ``start_frame``, ``stop_frame`` (inclusive),
+    ``frame_filter`` ("step=N") and ``size``. CVAT writes shape frames as frame numbers of the
+    whole video (start + index * step), so they need no mapping, only checking.
+
+    A ``<meta>`` whose numbers contradict one another (datumaro writes stop_frame = size) says
+    nothing reliable: the task is then taken to hold the frames from the first to the last shape
+    in the file, and frames outside them are not answered by it. Returns (frames, what they
+    are, whether <meta> was trusted)."""
+    start = whole_number((task.findtext("start_frame") or "0").strip() or "0", "<start_frame>", path)
+    step = _frame_step(task, path)
+    size = _optional_number(task, "size", path)
+    stop = _optional_number(task, "stop_frame", path)
+    if stop is not None:
+        declared = range(start, stop + 1, step)
+    elif size is not None:
+        declared = range(start, start + size * step, step)
+    else:
+        return None, "every frame of the video", True
+    text = f"frames {start}..{declared[-1] if declared else start}" + (f" step {step}" if step > 1 else "")
+    if size is None or len(declared) == size:
+        outside = sorted({f for f in shape_frames if f not in declared})
+        if outside:
+            raise AnnotationError(f"shapes on frames {outside[:5]} lie outside the task's {text} "
+                                  "(CVAT numbers frames of the whole video: is <meta> edited?)", path)
+        return declared, f"the CVAT task's {text}", True
+    hull = range(min(shape_frames), max(shape_frames) + 1) if shape_frames else range(0)
+    notes.append(f"<meta> frame range is inconsistent (start_frame {start}, stop_frame {stop}, size {size}; "
+                 f"datumaro writes such files): took the task to hold the frames its shapes are on, "
+                 f"{hull.start}..{hull.stop - 1}")
+    return hull, f"frames {hull.start}..{hull.stop - 1}, those with shapes in this file (its <meta> is inconsistent)", False
+
+
+def _frame_step(task: ET.Element, path: Path) -> int:
     frame_filter = (task.findtext("frame_filter") or "").strip()
-    if start not in ("", "0") or frame_filter:
-        raise AnnotationError(f"the CVAT task uses start frame {start} / filter {frame_filter!r}; "
-                              "create it from every frame of the video so frame numbers match", path)
+    if not frame_filter:
+        return 1
+    match = re.fullmatch(r"step\s*=\s*(\d+)", frame_filter)
+    if match is None or int(match.group(1)) < 1:
+        raise AnnotationError(f"frame_filter {frame_filter!r} is not understood (CVAT writes 'step=N')", path)
+    return int(match.group(1))
+
+
+def _optional_number(task: ET.Element, key: str, path: Path) -> int | None:
+    text = (task.findtext(key) or "").strip()
+    return whole_number(text, f"<meta><task><{key}>", path) if text else None
+
+
+def _original_size(task: ET.Element, path: Path) -> tuple[int, int] | None:
+    element = task.find("original_size")
+    if element is None:
+        return None
+    width, height = (_optional_number(element, key, path) for key in ("width", "height"))
+    return None if width is None or height is None else (width, height)
 
 
 def _attr(element: ET.Element, key: str, where: str, path: Path) -> str:

@@ -11,7 +11,7 @@ Layout of the export folder (``fmt`` decides which task files are written)::
     labelstudio/image-config.xml                      its labeling config
     labelstudio/video-tasks.json                      one video task per video
     labelstudio/video-config.xml                      its labeling config
-    videos/<video>.<ext>                              the videos the video tasks play
+    videos/<video>.mp4                                the videos the video tasks play (H.264, 4:2:0)
     sparselabel-export.json              what was exported (for people)
 
 ``<video>`` is the escaped video id (``common.escape_id``). Every export also
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from sparselabel.atomic import staged_folder
-from sparselabel.data.video import write_video
+from sparselabel.data.video import write_playable_video
 from sparselabel.errors import SparseLabelError
 from sparselabel.evaluation.detections import frame_boxes, link_tubes, top_classes
 from sparselabel.interchange import cvat, jsonl, labelstudio
@@ -74,12 +73,7 @@ def export_tasks(workspace, fmt: str, out_dir: str | Path, cycle: int | None = N
     """
     if fmt not in FORMATS:
         raise SparseLabelError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise SparseLabelError("exists and is not a folder; give --out a folder", out)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SparseLabelError("folder is not empty; choose a new folder, or --overwrite to replace "
-                               "what is there with this export", out)
+    out = check_target(out_dir, overwrite)
     cycle = choose_cycle(workspace.ledger, cycle)
     batch = ExportBatch(cycle, workspace.ledger.classes, task_frames(workspace, cycle))
     if with_predictions:
@@ -91,6 +85,17 @@ def export_tasks(workspace, fmt: str, out_dir: str | Path, cycle: int | None = N
         files = [out / f.relative_to(build.resolve()) for f in files]
     write_record(workspace.root, fmt, batch, out)
     return files
+
+
+def check_target(out_dir: str | Path, overwrite: bool) -> Path:
+    """``out_dir`` as a Path if an export may go there: new, empty, or replaced as a whole."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SparseLabelError("exists and is not a folder; give --out a folder", out)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SparseLabelError("folder is not empty; choose a new folder, or --overwrite to replace "
+                               "what is there with this export", out)
+    return out
 
 
 # --- what to export -----------------------------------------------------------------------
@@ -220,8 +225,9 @@ def _write_labelstudio(workspace, batch: ExportBatch, out: Path, prefix: str) ->
     image_tasks = [labelstudio.image_task(f, prefix, version) for fs in batch.by_video().values() for f in fs]
     video_tasks = []
     for vid, frames in batch.by_video().items():
-        video_file = _copy_video(workspace.dataset.videos[vid], out)
-        video_tasks.append(labelstudio.video_task(frames, video_file, prefix, batch.tracks.get(vid, []), version))
+        video_file, played = write_task_video(workspace.dataset.videos[vid], out)
+        video_tasks.append(labelstudio.video_task(frames, video_file, prefix, batch.tracks.get(vid, []), version,
+                                                  played))
     contents = {"labelstudio/image-tasks.json": json.dumps(image_tasks, indent=1),
                 "labelstudio/image-config.xml": labelstudio.image_config(batch.classes),
                 "labelstudio/video-tasks.json": json.dumps(video_tasks, indent=1),
@@ -235,17 +241,16 @@ def _write_labelstudio(workspace, batch: ExportBatch, out: Path, prefix: str) ->
     return files
 
 
-def _copy_video(video, out: Path) -> str:
-    """The video file for Label Studio to play (frame folders are encoded to mp4)."""
-    suffix = video.path.suffix.lower() if video.path.is_file() else ".mp4"
-    relative = f"videos/{escape_id(video.id)}{suffix}"
-    target = inside(out, relative)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if video.path.is_file():
-        shutil.copyfile(video.path, target)
-    else:
-        write_video(target, video.iter_frames(), fps=video.fps)
-    return relative
+def write_task_video(video, out: Path) -> tuple[str, tuple[int, int]]:
+    """The video for Label Studio to play (relative to ``out``) and its (width, height).
+
+    Always encoded anew, whatever the dataset holds (4:4:4 H.264, AVI, GIF, frame folders),
+    as browsers play it: H.264 with 4:2:0 chroma in MP4, the same frames at the same rate, an
+    odd width / height padded by one pixel on the right / bottom (``write_playable_video``).
+    Label Studio's percent coordinates are relative to the played size, so tasks say it."""
+    relative = f"videos/{escape_id(video.id)}.mp4"
+    played = write_playable_video(inside(out, relative), video.iter_frames(), fps=video.fps)
+    return relative, played
 
 
 WRITERS = {jsonl.FORMAT: _write_json, cvat.IMAGES: _write_cvat_images, cvat.VIDEO: _write_cvat_video,
@@ -305,6 +310,10 @@ class ExportRecords:
             if video_id in doc["frames"]:
                 return [int(f) for f in doc["frames"][video_id]]
         return None
+
+    def videos(self) -> set[str]:
+        """Every video an export in this format held."""
+        return {vid for doc in self.records for vid in doc["frames"]}
 
     def offered(self, video_id: str, frame: int) -> list[Box]:
         """The pre-annotations the newest export of this frame offered (none: drawn from scratch)."""

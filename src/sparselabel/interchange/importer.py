@@ -17,7 +17,12 @@ task (CVAT for video, Label Studio video) answers the frames the task asked
 about -- ``data.frames`` for Label Studio, the frames of the newest CVAT export
 of that video for CVAT (whose XML does not say) -- each with the boxes drawn
 there as keyframes; a frame asked about without any keyframe is an answer with
-no actor. Interpolated shapes are nobody's answer and are ignored.
+no actor. Interpolated shapes are nobody's answer: a frame where a track shows
+one (and has no keyframe), or, in Label Studio, a frame without keyframes next
+to one that has them (keyframes put one frame off: it counts from 1), is
+ambiguous, reported and not recorded; so is a frame the tool's task does not
+hold (a CVAT task over part of the video). A file with nothing to record is
+refused.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class ImportReport:
     corrected: int = 0  # pre-annotated boxes kept or adjusted, in the frames written
     clicks: int = 0  # cost of the frames written
     notes: list[str] = field(default_factory=list)
+    ambiguous: list[tuple[Key, str]] = field(default_factory=list)  # asked, answer unclear: not recorded, why
 
     @property
     def accepted(self) -> list[Key]:
@@ -74,6 +80,8 @@ class ImportReport:
                  f"boxes: {self.drawn} drawn, {self.corrected} corrected pre-annotations; {self.clicks} clicks"]
         if self.versions:
             lines.append("conflicting answers kept as new versions: " + _keys(self.versions))
+        if self.ambiguous:
+            lines.append(f"{len(self.ambiguous)} frames ambiguous, not recorded: {_reasons(self.ambiguous)}")
         if self.ignored_unselected:
             lines.append(f"ignored {len(self.ignored_unselected)} frames that were not selected "
                          f"(--allow-unselected accepts them): " + _keys(self.ignored_unselected))
@@ -87,6 +95,11 @@ def _keys(keys: list[Key], limit: int = 10) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
+def _reasons(unclear: list[tuple[Key, str]], limit: int = 10) -> str:
+    shown = ", ".join(f"{vid}:{frame} ({why})" for (vid, frame), why in unclear[:limit])
+    return shown + (f" and {len(unclear) - limit} more" if len(unclear) > limit else "")
+
+
 def import_answers(workspace, file: str | Path, annotator: str | None = None,
                    allow_unselected: bool = False) -> ImportReport:
     """Read a CVAT / Label Studio / sparselabel JSONL answer file into the ledger (see module doc)."""
@@ -98,12 +111,13 @@ def import_answers(workspace, file: str | Path, annotator: str | None = None,
     data = read_limited(path, int(labels.import_max_mb * 2**20))
     parsed = parse_answers(data, path, workspace.ledger)
     records = ExportRecords.load(workspace.root, parsed.format)
-    answers = resolve(parsed, workspace.ledger, records, path)
+    unclear: list[tuple[Key, str]] = []
+    answers = resolve(parsed, workspace.ledger, records, path, unclear, allow_unselected)
     videos, classes = workspace.ledger.videos(), workspace.ledger.classes
     annotations = [to_annotation(a, videos, classes, path) for a, _ in answers]
     workspace.ledger.validate(annotations, source=path)  # everything, also what is ignored below
 
-    report = ImportReport(path, parsed.format, unanswered=parsed.unanswered, notes=parsed.notes)
+    report = ImportReport(path, parsed.format, unanswered=parsed.unanswered, notes=parsed.notes, ambiguous=unclear)
     selected = {(vid, frame): cycle for cycle, _, vid, frame, _ in workspace.ledger.selections()}
     latest = max(selected.values(), default=0)
     accepted = []
@@ -115,6 +129,8 @@ def import_answers(workspace, file: str | Path, annotator: str | None = None,
         ann.cycle = selected.get(key, latest)
         ann.corrected = count_corrected([a.box for a in ann.actors], records.offered(*key), CORRECTED_IOU)
         accepted.append(ann)
+    if not accepted and (unclear or not answers):  # nothing to record: say so, exit non-zero
+        raise AnnotationError(_nothing_usable(report), path)
     outcome: dict[str, list[tuple[str, int]]] = {}
     workspace.ledger.record_annotations(
         accepted, source="import", cycle=None, clicks_per_actor=labels.clicks_per_box,
@@ -127,6 +143,18 @@ def import_answers(workspace, file: str | Path, annotator: str | None = None,
     report.drawn = sum(len(a.actors) for a in written) - report.corrected
     report.clicks = report.drawn * labels.clicks_per_box + report.corrected * labels.clicks_per_corrected_box
     return report
+
+
+def _nothing_usable(report: ImportReport) -> str:
+    parts = []
+    if report.ambiguous:
+        parts.append(f"{len(report.ambiguous)} frames ambiguous: {_reasons(report.ambiguous, 3)}")
+    if report.ignored_unselected:
+        parts.append(f"{len(report.ignored_unselected)} answers for frames not asked or not selected "
+                     f"({_keys(report.ignored_unselected, 3)}; --allow-unselected accepts them)")
+    if report.unanswered:
+        parts.append(f"{report.unanswered} tasks without a submitted answer")
+    return "nothing to import: " + ("; ".join(parts) if parts else "the file holds no answers")
 
 
 # --- reading and parsing ------------------------------------------------------------------
@@ -176,8 +204,8 @@ def detect_format(data: bytes, path: Path) -> str:
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     formats = {b"<": "cvat-xml", b"[": labelstudio.FORMAT, b"{": jsonl.FORMAT}
     if head not in formats:
-        raise AnnotationError("cannot tell the format: expected CVAT XML, a Label Studio JSON export "
-                              "(a list of tasks) or sparselabel JSONL", path)
+        raise AnnotationError("cannot tell the format: expected CVAT XML, a Label Studio JSON, snapshot or "
+                              "JSON-MIN export (a JSON list; not CSV, COCO, YOLO...) or sparselabel JSONL", path)
     return formats[head]
 
 
@@ -197,30 +225,97 @@ def parse_answers(data: bytes, path: Path, ledger) -> ParsedFile:
 # --- from parsed answers to ledger answers ------------------------------------------------
 
 
-def resolve(parsed: ParsedFile, ledger, records: ExportRecords, path: Path) -> list[tuple[FrameAnswer, bool]]:
-    """Every frame the file answers, with whether its task asked about that frame."""
+def resolve(parsed: ParsedFile, ledger, records: ExportRecords, path: Path,
+            unclear: list[tuple[Key, str]], allow_unselected: bool = False) -> list[tuple[FrameAnswer, bool]]:
+    """Every frame the file answers, with whether its task asked about that frame; frames whose
+    answer is ambiguous go to ``unclear`` with the reason instead (keyframes on frames not asked
+    only when ``allow_unselected`` would record them: else they are ignored anyway)."""
     out = [(answer, True) for answer in parsed.frames]
     for video in parsed.videos:
-        out.extend(_video_frames(video, ledger, records, path))
+        out.extend(_video_frames(video, ledger, records, path, unclear, parsed.notes, allow_unselected))
     return out
 
 
-def _video_frames(video: VideoAnswer, ledger, records: ExportRecords, path: Path) -> list[tuple[FrameAnswer, bool]]:
+def _video_frames(video: VideoAnswer, ledger, records: ExportRecords, path: Path,
+                  unclear: list[tuple[Key, str]], notes: list[str], allow_unselected: bool
+                  ) -> list[tuple[FrameAnswer, bool]]:
     known = ledger.videos()
-    vid = next((c for c in video.video_ids if c in known), None)
-    if vid is None:
-        raise AnnotationError(f"{video.where}: no known video named {' or '.join(map(repr, video.video_ids))} "
-                              "(name the CVAT task after the video id)", path)
-    if video.num_frames is not None and video.num_frames != known[vid].num_frames:
-        raise AnnotationError(f"{video.where}: the task has {video.num_frames} frames, video {vid!r} has "
-                              f"{known[vid].num_frames}; create the task from the exported frame folder", path)
+    vid = identify(video, known, records, path, notes)
+    last = video.covered[-1] if video.covered else None
+    if last is not None and last >= known[vid].num_frames:
+        raise AnnotationError(f"{video.where}: the task holds {video.covered_text}, video {vid!r} has "
+                              f"{known[vid].num_frames} frames (0..{known[vid].num_frames - 1})", path)
     asked = video.task_frames if video.task_frames is not None else records.task_frames(vid)
     if asked is None:  # never exported in this format: the video's frames still waiting for an answer
         done = set(ledger.annotated_frames(vid)[vid].tolist())
         asked = [f for _, _, v, f, _ in ledger.selections() if v == vid and f not in done]
-    frames = sorted(set(asked) | set(video.keyframes))
-    return [(FrameAnswer(vid, f, video.keyframes.get(f, []), f"{video.where} frame {f}"), f in set(asked))
-            for f in frames]
+    out, asked = [], set(asked)
+    for frame in sorted(asked | set(video.keyframes)):
+        is_asked = frame in asked
+        why = ambiguity(video, frame, asked) if is_asked or allow_unselected else None
+        if why is not None:
+            unclear.append(((vid, frame), why))
+        else:
+            answer = FrameAnswer(vid, frame, video.keyframes.get(frame, []), f"{video.where} frame {frame}")
+            out.append((answer, is_asked))
+    return out
+
+
+def ambiguity(video: VideoAnswer, frame: int, asked: set[int]) -> str | None:
+    """Why the video task's answer for ``frame`` cannot be told (None: it can). Keyframes put one
+    frame off also leave the frame inside a span; the reason given is the likelier one: a
+    keyframe next door on a frame nobody asked about, else the span, else any keyframe next door."""
+    if video.covered is not None and frame not in video.covered:
+        return f"not among {video.covered_text}"
+    near = [(g, box) for g in (frame - 1, frame + 1) for box in video.keyframes.get(g, [])] \
+        if video.near_miss and frame not in video.keyframes else []
+    stray = [(g, box) for g, box in near if g not in asked]
+    inside = sorted({s.actor for s in video.spans if s.covers(frame)})
+    if stray or (near and not inside):
+        g, box = (stray or near)[0]
+        return (f"no keyframe on it, but {video.names.get(box.actor, 'a region')} has one on Label Studio "
+                f"frame {g + 1}, one frame away (Label Studio counts from 1: this is its frame {frame + 1})")
+    if not inside:
+        return None
+    who = ", ".join(video.names.get(a, f"actor {a}") for a in inside)
+    if video.near_miss:
+        return f"inside an enabled span of {who} with no keyframe on it"
+    return f"{who} inside there with only an interpolated shape (keyframe=0), no keyframe"
+
+
+def identify(video: VideoAnswer, known: dict, records: ExportRecords, path: Path, notes: list[str]) -> str:
+    """The known video a video task is about: by the task's name or source file; else the one
+    exported video in this format that fits it; else the one video whose frame count and size
+    are the task's. Several candidates: an error naming them."""
+    named = next((c for c in video.video_ids if c in known), None)
+    if named is not None:
+        return named
+    fits = [vid for vid, info in known.items() if _fits(video, info)]
+    exported = [vid for vid in fits if vid in records.videos()]
+    exact = [vid for vid in fits if video.num_frames == known[vid].num_frames]
+    pools = ((sorted(set(exported) & set(exact)), "the one exported video with its frame count and size"),
+             (exported, "the one exported video that fits it"),
+             (exact, "the one known video with its frame count and size"))
+    for pool, how in pools:
+        if len(pool) == 1:
+            notes.append(f"{video.where}: no known video of that name; matched to {pool[0]!r}, {how}")
+            return pool[0]
+    names = " or ".join(map(repr, video.video_ids)) or "(no name)"
+    candidates = exported or exact or fits
+    if candidates:
+        shown = ", ".join(map(repr, candidates[:10])) + (" ..." if len(candidates) > 10 else "")
+        raise AnnotationError(f"{video.where}: no known video named {names}, and {len(candidates)} videos fit it "
+                              f"({shown}); name the CVAT task after the video id", path)
+    raise AnnotationError(f"{video.where}: no known video named {names}, and no video has its frames and size "
+                          "(name the CVAT task after the video id)", path)
+
+
+def _fits(video: VideoAnswer, info) -> bool:
+    """Whether a video could be the task's: the same frame size, every frame of the task in it."""
+    if video.frame_size is not None and video.frame_size != (info.width, info.height):
+        return False
+    top = max(video.covered[-1] if video.covered else -1, -1 if video.last_frame is None else video.last_frame)
+    return top < info.num_frames
 
 
 def to_annotation(answer: FrameAnswer, videos: dict, classes: list[str], path: Path) -> FrameAnnotation:

@@ -35,11 +35,11 @@ from sparselabel.faults import fault_point
 from sparselabel.labels.ledger import ADDED, PENDING, Joining, Source
 from sparselabel.loop.oracle import reveal
 from sparselabel.loop.workspace import (
-    INITIAL_STRATEGY,
     POOL,
     Workspace,
     check_decodable,
     initial_picks,
+    initial_strategy,
     load_source,
     oracle_clicks,
 )
@@ -106,7 +106,7 @@ def add_videos(workspace: Workspace, paths: Sequence[str | Path], kind: str | No
     if not candidates:
         return Growth(*workspace.ledger.growth_cycle(), skipped=skipped)
     batch = [_joining(workspace, c.source, c.part) for c in candidates]
-    cycle, now = workspace.ledger.add_sources(batch, split=POOL, strategy=INITIAL_STRATEGY,
+    cycle, now = workspace.ledger.add_sources(batch, split=POOL, strategy=initial_strategy(workspace.config),
                                               clicks_per_actor=oracle_clicks(workspace.config.labels),
                                               expect=expect)
     fault_point("grow:joined")
@@ -153,7 +153,7 @@ def activate_pending(workspace: Workspace, cycle: int) -> list[Source]:
         return []
     classes = workspace.ledger.classes
     batch = [_joining(workspace, s, load_source(s, classes)) for s in pending]
-    workspace.ledger.activate_sources(batch, cycle=cycle, split=POOL, strategy=INITIAL_STRATEGY,
+    workspace.ledger.activate_sources(batch, cycle=cycle, split=POOL, strategy=initial_strategy(workspace.config),
                                       clicks_per_actor=oracle_clicks(workspace.config.labels))
     fault_point("grow:joined")
     return pending

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from sparselabel.atomic import staged_folder
 from sparselabel.config import Config, LabelsConfig, load_config, save_config
 from sparselabel.data.dataset import Dataset, load_dataset
+from sparselabel.data.datasets.raw import MANIFEST, write_manifest
 from sparselabel.data.merge import merge, select_videos
 from sparselabel.errors import SparseLabelError, VideoDecodeError
 from sparselabel.labels.ledger import ADDED, CycleStatus, Ledger, Source
@@ -31,7 +32,7 @@ from sparselabel.loop.oracle import reveal
 CONFIG_FILE = "config.yaml"
 LEDGER_FILE = "ledger.sqlite"
 POOL, TEST = "pool", "test"
-INITIAL_STRATEGY = "initial-random"
+RAW_KIND = "videos"  # a folder of unlabeled videos (data/datasets/raw.py)
 
 
 @dataclass
@@ -74,14 +75,20 @@ class Workspace:
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise SparseLabelError("exists and is not an empty folder; init needs a new or empty folder", root)
         config.dataset.path = str(Path(config.dataset.path).resolve())
+        raw = config.dataset.kind == RAW_KIND
+        if raw and config.labels.oracle == "simulated":
+            raise SparseLabelError("raw videos have no ground truth for a simulated oracle; use labels.oracle=none")
         dataset = load_dataset(config.dataset.kind, config.dataset.path, **config.dataset.options)
         pool = dataset.split(config.dataset.pool_split)
         test = dataset.split(config.dataset.test_split) if config.dataset.test_split in dataset.splits else []
         if not pool:
             raise SparseLabelError(f"split {config.dataset.pool_split!r} has no videos", dataset.source)
-        if verify_videos:
+        if verify_videos and not raw:  # raw videos were decoded when they were scanned
             check_decodable(dataset, pool + test)
         with staged_folder(root, "init") as building:  # root is absent or an empty folder
+            if raw:  # probed once: later opens read the manifest, never the folder again
+                write_manifest(dataset, building / MANIFEST)
+                config.dataset.path, config.dataset.options = str(root.resolve() / MANIFEST), {}
             save_config(config, building / CONFIG_FILE)
             with Ledger(building / LEDGER_FILE, create=True) as ledger:
                 ledger.set_classes(dataset.classes)
@@ -109,7 +116,7 @@ class Workspace:
         picks = [(vid, frame) for _, _, vid, frame, _ in self.ledger.selections(cycle=0)]
         if not picks:
             picks = initial_picks(self.ledger.videos(POOL), self.config)
-            self.ledger.record_selection(0, INITIAL_STRATEGY, picks)
+            self.ledger.record_selection(0, initial_strategy(self.config), picks)
         if self.config.labels.oracle == "simulated":
             self.annotate(picks, cycle=0, source="initial")
         self.ledger.finish_step(0, "init", detail=f"{len(picks)} frames")
@@ -146,15 +153,24 @@ def load_source(source: Source, classes: list[str]) -> Dataset:
     return select_videos(load_dataset(source.kind, source.path, **source.options), list(source.video_ids), classes)
 
 
+def initial_strategy(config: Config) -> str:
+    """The name the initial picks are recorded under: initial-random or initial-equidistant."""
+    return f"initial-{config.labels.initial_strategy}"
+
+
 def initial_picks(videos: dict, config: Config) -> list[tuple[str, int]]:
-    """I% of each video's frames at random (at least ``min_initial_frames``), seeded per video id."""
+    """I% of each video's frames (at least ``min_initial_frames``), chosen without a model:
+    at random, seeded per video id, or equidistant (``labels.initial_strategy``)."""
     picks = []
     for vid in sorted(videos):
         n_frames = videos[vid].num_frames
-        count = max(config.labels.min_initial_frames, round(n_frames * config.labels.initial_percent / 100))
-        # Seed from (seed, video id) so adding a video never changes another video's picks.
-        rng = np.random.default_rng([config.seed, zlib.crc32(vid.encode())])
-        frames = np.sort(rng.choice(n_frames, size=min(count, n_frames), replace=False))
+        count = min(n_frames, max(config.labels.min_initial_frames,
+                                  round(n_frames * config.labels.initial_percent / 100)))
+        if config.labels.initial_strategy == "equidistant":  # the centres of count equal stretches
+            frames = np.unique(((np.arange(count) + 0.5) * n_frames / count).astype(np.int64))
+        else:  # seeded from (seed, video id) so adding a video never changes another video's picks
+            rng = np.random.default_rng([config.seed, zlib.crc32(vid.encode())])
+            frames = np.sort(rng.choice(n_frames, size=count, replace=False))
         picks.extend((vid, int(f)) for f in frames)
     return picks
 

@@ -1,0 +1,190 @@
+"""The whole labeling project on raw video: a folder of videos in, boxes on every frame out.
+
+init --videos (no ground-truth file used by the workspace), export to Label Studio, answers
+written as Label Studio writes them, import, two cycles of the loop with people answering,
+then `export --dense` in every format, each file read back by its own reader.
+"""
+
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+
+from sparselabel.data.dataset import load_dataset
+from sparselabel.errors import SparseLabelError
+from sparselabel.interchange import cvat, export_dense, jsonl
+from sparselabel.loop.workspace import Workspace
+
+TINY = ["model.input_size=[32,32]", "model.clip_length=4", "train.batch_size=4", "train.steps=3",
+        "selection.passes=2", "labels.initial_percent=10"]
+DENSE_FORMATS = ("json", "cvat", "labelstudio", "act-pkl", "mot")
+
+
+def sparselabel(*args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "sparselabel", *map(str, args)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """Raw videos in class folders, and (for the stand-in annotator only) their true boxes."""
+    root = tmp_path_factory.mktemp("raw")
+    sparselabel("synth", "--out", root / "synth", "--videos", 4, "--difficulty", "easy", "--frames", 24, 32)
+    truth = json.loads((root / "synth" / "dataset.json").read_text())
+    for video in truth["videos"]:
+        target = root / "raw" / truth["classes"][video["label"]] / Path(video["path"]).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / "synth" / video["path"], target)
+    shutil.rmtree(root / "synth" / "videos")  # the workspace can only see the raw folder
+    return root, root / "raw", truth
+
+
+def true_boxes(truth: dict, video_id: str, frame: int) -> list[tuple[str, list[float]]]:
+    stem = video_id.split("/")[-1]
+    return [(truth["classes"][t["label"]], t["boxes"][t["frames"].index(frame)])
+            for t in truth["tubes"] if t["video"] == stem and frame in t["frames"]]
+
+
+def answer_in_label_studio(export: Path, truth: dict) -> Path:
+    """Label Studio's JSON export of the image tasks, an annotator having drawn the true boxes."""
+    tasks = json.loads((export / "labelstudio" / "image-tasks.json").read_text())
+    out = []
+    for k, task in enumerate(tasks):
+        data = task["data"]
+        width, height = data["width"], data["height"]
+        result = [{"id": f"r{j}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+                   "original_width": width, "original_height": height, "image_rotation": 0,
+                   "value": {"x": 100 * x1 / width, "y": 100 * y1 / height, "width": 100 * (x2 - x1) / width,
+                             "height": 100 * (y2 - y1) / height, "rotation": 0, "rectanglelabels": [label]}}
+                  for j, (label, (x1, y1, x2, y2)) in enumerate(true_boxes(truth, data["video_id"], data["frame"]))]
+        out.append({"id": k + 1, "data": data, "annotations": [
+            {"id": 100 + k, "completed_by": 1, "was_cancelled": False, "ground_truth": False,
+             "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "result": result}]})
+    answers = export / "answers.json"
+    answers.write_text(json.dumps(out))
+    return answers
+
+
+def annotate_round(ws: Path, tmp: Path, truth: dict, name: str) -> str:
+    export = tmp / f"tasks-{name}"
+    sparselabel("export", ws, "--format", "labelstudio", "--out", export)
+    return sparselabel("import", ws, answer_in_label_studio(export, truth), "--annotator", "ann").stdout
+
+
+@pytest.fixture(scope="module")
+def labeled(project) -> Path:
+    root, raw, truth = project
+    ws = root / "ws"
+    sparselabel("init", ws, "--videos", raw, *TINY)
+    assert "frames accepted" in annotate_round(ws, root, truth, "c0")
+    paused = sparselabel("loop", ws, "--cycles", 2, "--strategy", "random", "--step", "10%")
+    assert "waiting for answers" in paused.stdout
+    annotate_round(ws, root, truth, "c1")
+    paused = sparselabel("loop", ws, "--resume")
+    assert "waiting for answers" in paused.stdout
+    annotate_round(ws, root, truth, "c2")
+    assert "stopped: ran 2 cycles" in sparselabel("loop", ws, "--resume").stdout
+    sparselabel("predict", ws, "--split", "pool")
+    return ws
+
+
+def test_two_cycles_of_answers_reach_the_ledger(labeled):
+    with Workspace.open(labeled) as ws:
+        cycles = {a.cycle for a in ws.ledger.annotations()}
+        assert cycles == {0, 1, 2} and {a.source for a in ws.ledger.annotations()} == {"import"}
+        assert not any(ws.dataset.tubes.values())  # no ground truth anywhere in the workspace
+
+
+@pytest.mark.parametrize("source", ["interpolation", "fusion"])
+def test_dense_export_in_every_format_reads_back_with_a_box_source_on_every_frame(labeled, project, source):
+    root, raw, _ = project
+    out = {fmt: root / f"dense-{source}-{fmt}" for fmt in DENSE_FORMATS}
+    for fmt, folder in out.items():
+        sparselabel("export", labeled, "--dense", "--format", fmt, "--source", source, "--out", folder)
+    with Workspace.open(labeled) as ws:
+        videos = ws.ledger.videos("pool")
+        answers = {(a.video_id, a.frame): sorted(tuple(round(c, 2) for c in x.box) for x in a.actors)
+                   for a in ws.ledger.annotations()}
+        classes = ws.ledger.classes
+
+    # json: one line per frame of every video, answers exact, every box with a source and confidence
+    lines = [json.loads(line) for line in (out["json"] / "dense.jsonl").read_text().splitlines()]
+    assert len(lines) == sum(v.num_frames for v in videos.values())
+    parsed = jsonl.parse((out["json"] / "dense.jsonl").read_bytes(), out["json"] / "dense.jsonl")
+    assert len(parsed.frames) == len(lines)  # our own importer reads it
+    boxes_of = {(line["video"], line["frame"]): line["actors"] for line in lines}
+    for key, boxes in answers.items():
+        assert sorted(tuple(a["box"]) for a in boxes_of[key]) == boxes
+        assert {a["source"] for a in boxes_of[key]} <= {"answer"}
+    sources = {a["source"] for actors in boxes_of.values() for a in actors}
+    assert "interpolated" in sources and all(0 <= a["confidence"] <= 1 for v in boxes_of.values() for a in v)
+    total = sum(len(actors) for actors in boxes_of.values())
+    covered = sum(bool(actors) for actors in boxes_of.values())
+    assert covered > len(answers)  # boxes well beyond the answered frames
+
+    # cvat: one task per video, read by our importer's CVAT reader; every box a keyframe
+    cvat_boxes = 0
+    for vid in videos:
+        xml = next((out["cvat"] / "cvat").glob(f"*{vid.split('/')[-1]}/annotations.xml"))
+        (answer,) = cvat.parse(xml.read_bytes(), xml).videos
+        cvat_boxes += sum(len(b) for b in answer.keyframes.values())
+    assert cvat_boxes == total
+
+    # labelstudio: accepting the prediction copies it into an annotation, which our importer reads
+    tasks = json.loads((out["labelstudio"] / "labelstudio" / "dense-tasks.json").read_text())
+    assert {t["data"]["video_id"] for t in tasks} == set(videos)
+    ls_items = [item for t in tasks for r in t["predictions"][0]["result"] for item in r["value"]["sequence"]]
+    assert len(ls_items) == total and {"source", "confidence"} <= set(ls_items[0])
+    assert all((out["labelstudio"] / unquote(t["data"]["video"])).exists() for t in tasks)  # served: decoded once
+
+    # act-pkl: our ACT loader reads it against the raw videos
+    dataset = load_dataset("act-pkl", out["act-pkl"] / "dense-GT.pkl", frames_root=raw)
+    assert sum(len(t.frames) for tubes in dataset.tubes.values() for t in tubes) == total
+    assert dataset.classes == classes
+
+    # mot: MOTChallenge gt.txt rows, 1-based frames, confidence in column 7
+    rows = np.concatenate([np.loadtxt(f, delimiter=",", ndmin=2) for f in (out["mot"] / "mot").glob("*/gt/gt.txt")])
+    assert len(rows) == total and rows[:, 0].min() >= 1 and np.all((rows[:, 6] > 0) & (rows[:, 6] <= 1))
+    with open(out["act-pkl"] / "dense-GT.pkl", "rb") as fh:
+        assert set(pickle.load(fh)["nframes"]) == set(videos)
+
+
+def test_auto_source_is_fusion_with_predictions_and_interpolation_without(labeled, project, ws):
+    root = project[0]
+    done = sparselabel("export", labeled, "--dense", "--format", "json", "--out", root / "dense-auto")
+    assert "dense labels from fusion" in done.stdout
+    files, source = export_dense(ws, "json", root / "dense-no-model")  # a workspace never predicted
+    assert source == "interpolation" and files == [root / "dense-no-model" / "dense.jsonl"]
+
+
+def test_a_dense_export_that_fails_leaves_nothing(ws, tmp_path):
+    with pytest.raises(SparseLabelError, match="run `sparselabel predict` first"):
+        export_dense(ws, "cvat", tmp_path / "dense", source="model")
+    assert list(tmp_path.iterdir()) == [tmp_path / "ws"]  # no export folder, no hidden build folder
+
+
+def test_datumaro_reads_the_dense_cvat_export_box_for_box(labeled, project, datumaro):
+    root = project[0]
+    out = root / "dense-datumaro"
+    sparselabel("export", labeled, "--dense", "--format", "cvat", "--source", "interpolation", "--out", out)
+    json_out = root / "dense-datumaro-json"
+    sparselabel("export", labeled, "--dense", "--format", "json", "--source", "interpolation", "--out", json_out)
+    ours = {}
+    for line in (json_out / "dense.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        ours[(entry["video"].split("/")[-1], entry["frame"])] = sorted(tuple(a["box"]) for a in entry["actors"])
+    helper = Path(__file__).with_name("dm_cvat.py")
+    for folder in sorted((out / "cvat").iterdir()):
+        done = subprocess.run([datumaro, str(helper), "read", str(folder)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        stem = unquote(folder.name).split("/")[-1]
+        for item in json.loads(done.stdout):
+            boxes = sorted(tuple(round(c, 2) for c in b["box"]) for b in item["boxes"] if not b["outside"])
+            assert boxes == ours[(stem, item["frame"])]
