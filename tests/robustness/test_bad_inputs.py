@@ -342,3 +342,32 @@ def test_a_damaged_ledger_page_is_one_line_and_nothing_is_written(workspace):
     done = cli("status", str(workspace))
     assert_refused(done, "ledger.sqlite")
     assert ledger.read_bytes() == bytes(data)
+
+
+def test_integer_video_ids_of_an_act_pickle_export_in_every_format(template_dataset, tmp_path):
+    """ACT pickles often key videos by integers: they become string ids, and every export works
+    (an export of such a workspace once ended in a KeyError)."""
+    import pickle
+
+    doc = json.loads((template_dataset / "dataset.json").read_text())
+    frames = tmp_path / "Frames"
+    frames.mkdir()
+    gt = {"labels": doc["classes"], "gttubes": {}, "nframes": {}, "resolution": {}, "train_videos": [[]],
+          "test_videos": [[]]}
+    for number, video in enumerate(doc["videos"], start=1):
+        shutil.copyfile(template_dataset / video["path"], frames / f"{number}.mp4")
+        tube = next(t for t in doc["tubes"] if t["video"] == video["id"])
+        rows = np.column_stack([np.array(tube["frames"]) + 1, np.array(tube["boxes"])]).astype(float)
+        gt["gttubes"][number] = {tube["label"]: [rows]}
+        gt["nframes"][number], gt["resolution"][number] = video["num_frames"], (video["height"], video["width"])
+        gt["train_videos"][0].append(number)
+    (tmp_path / "gt.pkl").write_bytes(pickle.dumps(gt))
+    ws = tmp_path / "ws"
+    done = cli("init", str(ws), "--dataset", str(tmp_path / "gt.pkl"), "--kind", "act-pkl", "dataset.test_split=none",
+               "labels.oracle=none", "labels.initial_percent=10")
+    assert done.returncode == 0, done.stderr
+    for fmt in ("json", "cvat", "cvat-images", "labelstudio"):
+        done = cli("export", str(ws), "--format", fmt, "--out", str(tmp_path / f"tasks-{fmt}"))
+        assert done.returncode == 0, done.stderr
+    done = cli("export", str(ws), "--dense", "--format", "act-pkl", "--out", str(tmp_path / "dense"))
+    assert done.returncode == 0, done.stderr

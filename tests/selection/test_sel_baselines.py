@@ -174,6 +174,18 @@ def test_apu_strategies_wrap_apu_select_with_their_scores():
 # --- budgets --------------------------------------------------------------------------------
 
 
+def test_one_rounding_rule_for_counts_halves_up():
+    from sparselabel.config import load_config
+    from sparselabel.loop.workspace import initial_picks
+    from sparselabel.selection.budget import percent_of, round_half_up
+
+    assert [percent_of(10, n) for n in (35, 45, 44)] == [4, 5, 4]  # 3.5 -> 4, 4.5 -> 5 (round() gives 4)
+    assert percent_of(5, 50) == 3 and round_half_up(0.5 * 7) == 4 and round_half_up(2.4999) == 2
+    video = type("V", (), {"num_frames": 45})()
+    config = load_config(None, ["labels.initial_percent=10"])
+    assert len(initial_picks({"v": video}, config)) == 5  # initial labels count the same way as budgets
+
+
 def test_parse_budget_percent_of_all_pool_frames_or_a_count():
     assert parse_budget("5%", 3000) == 150
     assert parse_budget("2.5%", 101) == 3  # 2.525 -> 3 (half up)

@@ -28,6 +28,7 @@ from sparselabel.data.merge import merge, select_videos
 from sparselabel.errors import SparseLabelError, VideoDecodeError
 from sparselabel.labels.ledger import ADDED, CycleStatus, Ledger, Source
 from sparselabel.loop.oracle import reveal
+from sparselabel.selection.budget import percent_of
 
 CONFIG_FILE = "config.yaml"
 LEDGER_FILE = "ledger.sqlite"
@@ -165,7 +166,7 @@ def initial_picks(videos: dict, config: Config) -> list[tuple[str, int]]:
     for vid in sorted(videos):
         n_frames = videos[vid].num_frames
         count = min(n_frames, max(config.labels.min_initial_frames,
-                                  round(n_frames * config.labels.initial_percent / 100)))
+                                  percent_of(config.labels.initial_percent, n_frames)))
         if config.labels.initial_strategy == "equidistant":  # the centres of count equal stretches
             frames = np.unique(((np.arange(count) + 0.5) * n_frames / count).astype(np.int64))
         else:  # seeded from (seed, video id) so adding a video never changes another video's picks

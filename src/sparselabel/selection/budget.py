@@ -24,7 +24,18 @@ def parse_budget(text: str | int, total_frames: int) -> int:
         raise SparseLabelError(f"bad budget {text!r}: use a percent such as 5% or a frame count such as 500") from None
     if not percent.is_finite() or not 0 <= percent <= 100:
         raise SparseLabelError(f"bad budget {text!r}: a percent must be between 0% and 100%")
-    return int((percent * total_frames / 100).to_integral_value(rounding=ROUND_HALF_UP))
+    return percent_of(percent, total_frames)
+
+
+def percent_of(percent: Decimal | float, total: int) -> int:
+    """``percent``% of ``total``, as a count: the one rounding rule for counts of frames and
+    videos, halves up (2.5 -> 3), computed in decimal so 5% of 50 is exactly 2.5."""
+    return round_half_up(Decimal(str(percent)) * total / 100)
+
+
+def round_half_up(value: Decimal | float) -> int:
+    """The nearest whole number, halves up (not Python's half-to-even ``round``)."""
+    return int(Decimal(str(value)).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def _count(raw: str) -> int:

@@ -25,7 +25,6 @@ rng state the picks are identical.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -40,6 +39,7 @@ from sparselabel.selection.base import (
     free_frames,
     strategy,
 )
+from sparselabel.selection.budget import round_half_up
 
 
 @strategy
@@ -74,7 +74,7 @@ class Hybrid(QueryStrategy):
         if not means:
             return []
         ids = sorted(means)
-        n = max(1, math.floor(self.videos * len(ids) + 0.5))
+        n = max(1, round_half_up(self.videos * len(ids)))
         points = l2_normalised(np.stack([features[v] for v in ids]))
         labels = kmeans(points, n, rng, self.iterations)
         chosen = cluster_leaders(ids, labels, means)
