@@ -45,6 +45,7 @@ from sparselabel.interchange.common import (
 )
 from sparselabel.interchange.export import ExportRecords
 from sparselabel.labels.ledger import ActorLabel, FrameAnnotation
+from sparselabel.labels.rows import answer_clicks
 
 EDGE_TOLERANCE = 0.01  # pixels: coordinates this close outside the frame are rounding, clipped
 CORRECTED_IOU = 0.5  # an answer box this close to an offered pre-annotation was corrected, not drawn
@@ -141,7 +142,7 @@ def import_answers(workspace, file: str | Path, annotator: str | None = None,
     written = [a for a in accepted if (a.video_id, a.frame) not in unchanged]
     report.corrected = sum(a.corrected for a in written)
     report.drawn = sum(len(a.actors) for a in written) - report.corrected
-    report.clicks = report.drawn * labels.clicks_per_box + report.corrected * labels.clicks_per_corrected_box
+    report.clicks = sum(answer_clicks(a, labels.clicks_per_box, labels.clicks_per_corrected_box) for a in written)
     return report
 
 

@@ -77,6 +77,11 @@ def insert_selection(db: sqlite3.Connection, cycle: int, strategy: str, picks: S
     )
 
 
+def answer_clicks(answer: FrameAnnotation, per_actor: int, per_corrected: int) -> int:
+    """What an answer cost: each drawn actor ``per_actor``, each corrected pre-annotation ``per_corrected``."""
+    return (len(answer.actors) - answer.corrected) * per_actor + answer.corrected * per_corrected
+
+
 def insert_answers(db: sqlite3.Connection, fresh: Sequence[tuple[FrameAnnotation, int]], *, source: str,
                     cycle: int | None, clicks: tuple[int, int], annotator: str | None = None,
                     source_file: str | None = None) -> None:
@@ -88,8 +93,7 @@ def insert_answers(db: sqlite3.Connection, fresh: Sequence[tuple[FrameAnnotation
             "INSERT INTO annotations (video_id, frame, version, cycle, source, annotator, source_file,"
             " clicks, num_actors, created_at, corrected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (ann.video_id, ann.frame, version, ann.cycle if cycle is None else cycle, source, annotator,
-             source_file, (len(ann.actors) - ann.corrected) * per_actor + ann.corrected * per_corrected,
-             len(ann.actors), stamp, ann.corrected),
+             source_file, answer_clicks(ann, per_actor, per_corrected), len(ann.actors), stamp, ann.corrected),
         )
         db.executemany(
             "INSERT INTO actors VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
