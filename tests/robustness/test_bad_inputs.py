@@ -371,3 +371,33 @@ def test_integer_video_ids_of_an_act_pickle_export_in_every_format(template_data
         assert done.returncode == 0, done.stderr
     done = cli("export", str(ws), "--dense", "--format", "act-pkl", "--out", str(tmp_path / "dense"))
     assert done.returncode == 0, done.stderr
+
+
+def limited_cli(max_file_bytes: int, *args: str) -> subprocess.CompletedProcess:
+    """``cli`` with no file allowed to grow past ``max_file_bytes``: a full disk, as a process sees it
+    (writes fail with EFBIG; Python ignores SIGXFSZ)."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+    return subprocess.run([sys.executable, "-m", "sparselabel", *args], capture_output=True, text=True, env=ENV,
+                          timeout=120, preexec_fn=limit)
+
+
+def test_a_full_disk_during_import_is_one_line_and_the_ledger_is_unchanged(workspace, tmp_path):
+    answers = tmp_path / "answers.jsonl"
+    boxes = [{"actor": k, "label": "left", "box": [1, 1, 20 + k, 20]} for k in range(6)]
+    answers.write_text("".join(line(video=f"vid{v}", frame=f, actors=boxes) + "\n" for v in range(3) for f in range(20)))
+    before = ledger_dump(workspace)
+    done = limited_cli(8192, "import", str(workspace), str(answers), "--allow-unselected")  # no room to journal
+    assert_refused(done, "ledger.sqlite")
+    assert ledger_dump(workspace) == before
+
+
+def test_a_full_disk_during_export_is_one_line_and_leaves_no_folder(workspace, tmp_path):
+    done = limited_cli(2000, "export", str(workspace), "--format", "cvat", "--out", str(tmp_path / "tasks"),
+                       "--cycle", "0")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error:"), done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]  # no export, no hidden build folder
