@@ -431,8 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except sqlite3.DatabaseError as exc:  # damaged after it opened, or a full disk mid-write (rolled back)
         where = Path(args.workspace) / "ledger.sqlite" if getattr(args, "workspace", None) else "ledger"
-        print(f"error: {where}: {exc} (nothing was written; if the file is damaged, restore it from a backup)",
-              file=sys.stderr)
+        print(f"error: {where}: {exc} (nothing was written: is the disk full or the folder read-only? If the file "
+              "is damaged, restore it from a backup)", file=sys.stderr)
         return 1
     except OSError as exc:  # a full disk, a read-only folder ...: the file and the reason, not a traceback
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}".replace("error: : ", "error: "), file=sys.stderr)

@@ -385,13 +385,16 @@ def limited_cli(max_file_bytes: int, *args: str) -> subprocess.CompletedProcess:
                           timeout=120, preexec_fn=limit)
 
 
-def test_a_full_disk_during_import_is_one_line_and_the_ledger_is_unchanged(workspace, tmp_path):
+# 8 KB: no room even for the write-ahead log's index (32 KB) when the ledger opens;
+# 36 KB: it opens, and the write transaction fails midway.
+@pytest.mark.parametrize("room", [8192, 36864])
+def test_a_full_disk_during_import_is_one_line_and_the_ledger_is_unchanged(workspace, tmp_path, room):
     answers = tmp_path / "answers.jsonl"
     boxes = [{"actor": k, "label": "left", "box": [1, 1, 20 + k, 20]} for k in range(6)]
     answers.write_text("".join(line(video=f"vid{v}", frame=f, actors=boxes) + "\n" for v in range(3) for f in range(20)))
     before = ledger_dump(workspace)
-    done = limited_cli(8192, "import", str(workspace), str(answers), "--allow-unselected")  # no room to journal
-    assert_refused(done, "ledger.sqlite")
+    done = limited_cli(room, "import", str(workspace), str(answers), "--allow-unselected")
+    assert_refused(done, "ledger.sqlite", "disk I/O error", "is the disk full")
     assert ledger_dump(workspace) == before
 
 

@@ -83,6 +83,9 @@ class Ledger(GrowingPool):
             elif self.meta("schema_version") in MIGRATIONS:  # opening writes nothing unless it must migrate
                 with self.transaction() as db:
                     migrate(db)
+        except sqlite3.OperationalError as exc:  # the file may well be fine: the disk, the folder, a lock
+            raise SparseLabelError(f"cannot open the ledger ({exc}): is the disk full, the folder read-only, or "
+                                   "another process holding it? Nothing was written", self.path) from exc
         except sqlite3.DatabaseError as exc:
             raise SparseLabelError(f"not a usable ledger ({exc})", self.path) from exc
         version = self.meta("schema_version")
