@@ -52,3 +52,11 @@ def datumaro() -> str:
         return sys.executable
     pytest.skip("datumaro is not installed: `make datumaro`, or set SPARSELABEL_DATUMARO_PYTHON to a Python "
                 "that has it")
+
+
+@pytest.fixture(scope="module")
+def label_studio(tmp_path_factory):
+    """A fresh Label Studio server: (its URL, a function that waits until it is up)."""
+    from ls_server import start_label_studio
+
+    yield from start_label_studio(tmp_path_factory)

@@ -1,7 +1,8 @@
 """The whole labeling project on raw video: a folder of videos in, boxes on every frame out.
 
 init --videos (no ground-truth file used by the workspace), export to Label Studio, answers
-written as Label Studio writes them, import, two cycles of the loop with people answering,
+drawn in a real Label Studio server and exported by it (written as it writes them where it is
+not installed), import, two cycles of the loop with people answering,
 then `export --dense` in every format, each file read back by its own reader.
 """
 
@@ -15,6 +16,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pytest
+from ls_server import http, label_studio_executable, start_label_studio
 
 from sparselabel.data.dataset import load_dataset
 from sparselabel.errors import SparseLabelError
@@ -52,44 +54,69 @@ def true_boxes(truth: dict, video_id: str, frame: int) -> list[tuple[str, list[f
             for t in truth["tubes"] if t["video"] == stem and frame in t["frames"]]
 
 
-def answer_in_label_studio(export: Path, truth: dict) -> Path:
-    """Label Studio's JSON export of the image tasks, an annotator having drawn the true boxes."""
+def drawn(data: dict, truth: dict) -> list[dict]:
+    """The true boxes of a task's frame, as Label Studio rectangle results."""
+    width, height = data["width"], data["height"]
+    return [{"id": f"r{j}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+             "original_width": width, "original_height": height, "image_rotation": 0,
+             "value": {"x": 100 * x1 / width, "y": 100 * y1 / height, "width": 100 * (x2 - x1) / width,
+                       "height": 100 * (y2 - y1) / height, "rotation": 0, "rectanglelabels": [label]}}
+            for j, (label, (x1, y1, x2, y2)) in enumerate(true_boxes(truth, data["video_id"], data["frame"]))]
+
+
+def answer_in_label_studio(export: Path, truth: dict, studio) -> Path:
+    """Label Studio's JSON export of the image tasks, an annotator having drawn the true boxes:
+    from a real Label Studio server where one is installed (`make labelstudio`), else written
+    as it writes them."""
     tasks = json.loads((export / "labelstudio" / "image-tasks.json").read_text())
-    out = []
-    for k, task in enumerate(tasks):
-        data = task["data"]
-        width, height = data["width"], data["height"]
-        result = [{"id": f"r{j}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                   "original_width": width, "original_height": height, "image_rotation": 0,
-                   "value": {"x": 100 * x1 / width, "y": 100 * y1 / height, "width": 100 * (x2 - x1) / width,
-                             "height": 100 * (y2 - y1) / height, "rotation": 0, "rectanglelabels": [label]}}
-                  for j, (label, (x1, y1, x2, y2)) in enumerate(true_boxes(truth, data["video_id"], data["frame"]))]
-        out.append({"id": k + 1, "data": data, "annotations": [
-            {"id": 100 + k, "completed_by": 1, "was_cancelled": False, "ground_truth": False,
-             "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "result": result}]})
     answers = export / "answers.json"
-    answers.write_text(json.dumps(out))
+    if studio is None:
+        out = [{"id": k + 1, "data": task["data"], "annotations": [
+            {"id": 100 + k, "completed_by": 1, "was_cancelled": False, "ground_truth": False,
+             "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+             "result": drawn(task["data"], truth)}]} for k, task in enumerate(tasks)]
+        answers.write_text(json.dumps(out))
+        return answers
+    url = studio[1]()
+    config = (export / "labelstudio" / "image-config.xml").read_text()
+    project = http("POST", f"{url}/api/projects", {"title": export.name, "label_config": config})["id"]
+    http("POST", f"{url}/api/projects/{project}/import", tasks)
+    for task in http("GET", f"{url}/api/tasks?project={project}&page_size=1000")["tasks"]:
+        http("POST", f"{url}/api/tasks/{task['id']}/annotations", {"result": drawn(task["data"], truth)})
+    answers.write_bytes(http("GET", f"{url}/api/projects/{project}/export?exportType=JSON", raw=True))
     return answers
 
 
-def annotate_round(ws: Path, tmp: Path, truth: dict, name: str) -> str:
+def annotate_round(ws: Path, tmp: Path, truth: dict, name: str, studio) -> str:
     export = tmp / f"tasks-{name}"
     sparselabel("export", ws, "--format", "labelstudio", "--out", export)
-    return sparselabel("import", ws, answer_in_label_studio(export, truth), "--annotator", "ann").stdout
+    return sparselabel("import", ws, answer_in_label_studio(export, truth, studio), "--annotator", "ann").stdout
 
 
 @pytest.fixture(scope="module")
-def labeled(project) -> Path:
+def studio(tmp_path_factory):
+    """A real Label Studio server, or None where it is not installed (answers are then written
+    as Label Studio writes them)."""
+    try:
+        label_studio_executable()
+    except pytest.skip.Exception:
+        yield None
+        return
+    yield from start_label_studio(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def labeled(project, studio) -> Path:
     root, raw, truth = project
     ws = root / "ws"
     sparselabel("init", ws, "--videos", raw, *TINY)
-    assert "frames accepted" in annotate_round(ws, root, truth, "c0")
+    assert "frames accepted" in annotate_round(ws, root, truth, "c0", studio)
     paused = sparselabel("loop", ws, "--cycles", 2, "--strategy", "random", "--step", "10%")
     assert "waiting for answers" in paused.stdout
-    annotate_round(ws, root, truth, "c1")
+    annotate_round(ws, root, truth, "c1", studio)
     paused = sparselabel("loop", ws, "--resume")
     assert "waiting for answers" in paused.stdout
-    annotate_round(ws, root, truth, "c2")
+    annotate_round(ws, root, truth, "c2", studio)
     assert "stopped: ran 2 cycles" in sparselabel("loop", ws, "--resume").stdout
     sparselabel("predict", ws, "--split", "pool")
     return ws
