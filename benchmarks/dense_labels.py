@@ -1,7 +1,7 @@
 """Dense-label quality: interpolation, the model and their fusion on the pool's unannotated frames.
 
-    python benchmarks/dense_labels.py                        # synthetic (3 seeds) and UCF101-24 (1 seed)
-    python benchmarks/dense_labels.py --data synthetic --seeds 0
+    python benchmarks/dense_labels.py                        # synthetic and UCF101-24, 3 seeds each
+    python benchmarks/dense_labels.py --data ucf24 --seeds 1 # adds to (replaces in) the saved records
 
 A labeling-tool user annotates a few frames per video and wants boxes on all the
 others (``sparselabel export --dense``). For 5% and 10% of each pool video's frames,
@@ -13,14 +13,14 @@ IoU (each true box's best IoU with a dense box of its frame).
 - ucf24: the ten UCF101-24 clips of ../shared/data/ucf24 as the pool, the frozen
   Kinetics I3D encoder with the conv head (benchmarks/ucf24_loop.py --frozen's recipe).
 
-Prints a table (mean +/- std over seeds, in %) and writes benchmarks/results/dense-labels.json.
+Prints a table (mean +/- std over seeds, in %) and writes benchmarks/results/dense-labels.json
+(records of earlier runs are kept: a run of one dataset or seed adds its own).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from sparselabel.scoring.predict import VideoPrediction
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
+OUTPUT = RESULTS / "dense-labels.json"
 SYNTHETIC = HERE / "data" / f"synthetic-{DIFFICULTY}-160v-seed0"  # as benchmarks/synthetic_asl.py
 UCF24 = HERE.parent.parent / "shared" / "data" / "ucf24"
 DATASETS = {
@@ -53,10 +54,8 @@ def measure(data: str, percent: int, seed: int, out: Path) -> dict:
     root = out / f"{data}-{percent}pct-seed{seed}"
     settings = [*DATASETS[data], f"labels.initial_percent={percent}", f"seed={seed}"]
     ws = Workspace.open(root) if (root / "ledger.sqlite").exists() else Workspace.create(root, load_config(None, settings))
-    start = time.perf_counter()
-    run = train_step(ws).run_dir.name
+    run = train_step(ws).run_dir.name  # resumes (or skips) a run killed or done earlier
     folder = predict_step(ws, run=run, split=POOL)
-    model_seconds = time.perf_counter() - start
     pool = sorted(ws.ledger.videos(POOL))
     answers: dict[str, list] = {}
     for answer in ws.ledger.annotations():
@@ -73,7 +72,7 @@ def measure(data: str, percent: int, seed: int, out: Path) -> dict:
     truth = ws.dataset.act_gttubes(pool)
     scores = {m: dense_quality(truth, np.concatenate(rows[m]), pool, annotated) for m in METHODS}
     ws.close()
-    return {"data": data, "percent": percent, "seed": seed, "model_seconds": round(model_seconds, 1),
+    return {"data": data, "percent": percent, "seed": seed,
             **{f"{m} {k}": v for m, s in scores.items() for k, v in s.items() if k != "boxes"}}
 
 
@@ -93,22 +92,27 @@ def table(records: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", nargs="+", choices=list(DATASETS), default=list(DATASETS))
-    parser.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 (synthetic), 0 (ucf24)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=RESULTS / "dense-labels")
     args = parser.parse_args()
     if "synthetic" in args.data and not SYNTHETIC.exists():
         generate(SYNTHETIC, num_videos=160, seed=0, config=synth_config(DIFFICULTY))
+    # Earlier runs' records stay (a run of one dataset or seed adds to them, replacing its own).
+    saved = json.loads(OUTPUT.read_text()) if OUTPUT.exists() else []
     records = []
     for data in args.data:
         if data == "ucf24" and not UCF24.exists():
             print(f"skipping ucf24: {UCF24} is absent")
             continue
-        for seed in args.seeds or ([0, 1, 2] if data == "synthetic" else [0]):
+        for seed in args.seeds:
             for percent in PERCENTS:
                 records.append(measure(data, percent, seed, args.out))
                 print(json.dumps(records[-1]), flush=True)
+    ran = {(r["data"], r["percent"], r["seed"]) for r in records}
+    records = [r for r in saved if (r["data"], r["percent"], r["seed"]) not in ran] + records
+    records.sort(key=lambda r: (list(DATASETS).index(r["data"]), r["percent"], r["seed"]))
     print(table(records))
-    (RESULTS / "dense-labels.json").write_text(json.dumps(records, indent=1) + "\n")
+    OUTPUT.write_text(json.dumps(records, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from sparselabel.evaluation.dense import (
     INTERPOLATED,
     MODEL,
     FusionConfig,
+    agreement,
     dense_tracks,
     frame_rows,
 )
@@ -52,16 +53,29 @@ def test_fusion_moves_towards_the_model_more_far_from_answers():
     (track,) = dense_tracks("fusion", 21, answered((0, A), (20, B)), model_boxes(21, shift=2.0), 1, fusion=cfg)
     shift = track.boxes[:, 1] - 10  # interpolation says y1 = 10, the model 12
     assert shift[0] == shift[20] == 0  # answers exact
-    assert 0 < shift[1] < shift[5] < shift[10] <= 1.0  # weight grows with distance, at most model_weight
+    assert 0 < shift[1] < shift[5] < shift[10] <= 1.0  # weight grows with distance, at most model_weight x agreement
     assert track.source[10] == FUSED
 
 
-def test_fusion_ignores_model_boxes_that_do_not_overlap_and_adds_unseen_actors():
+def test_fusion_adds_the_actors_the_answers_never_showed():
+    seen = model_boxes(21)  # the model agrees with the answers, and sees a second actor
+    both = [np.vstack([box, [[50.0, 40.0, 60.0, 50.0, 0.9]]]) for box in seen]
+    interp, extra = dense_tracks("fusion", 21, answered((0, A), (20, B)), both, 1)
+    assert extra.actor == 1 and set(extra.source) == {MODEL} and extra.frames.tolist() == list(range(1, 20))
+    assert extra.confidence[10] > extra.confidence[1]  # less trusted next to frames answered without it
+
+
+def test_a_model_that_disagrees_with_the_answers_changes_nothing():
     far = [np.array([[50.0, 40.0, 60.0, 50.0, 0.9]]) for _ in range(21)]
+    assert agreement(answered((0, A), (20, B)), far) == 0
     interp, extra = dense_tracks("fusion", 21, answered((0, A), (20, B)), far, 1)
     assert set(interp.source[1:20]) == {INTERPOLATED}  # nothing overlapped: unchanged
-    assert extra.actor == 1 and set(extra.source) == {MODEL}
-    assert extra.confidence[10] > extra.confidence[1]  # less trusted next to frames answered without it
+    assert np.all(extra.confidence == 0)  # its own actor, ranked below every other box
+    shifted = model_boxes(21, shift=2.0)  # overlapping, but only partly where the answers are
+    half = agreement(answered((0, A), (20, B)), shifted)
+    assert 0.5 < half < 1
+    (track,) = dense_tracks("fusion", 21, answered((0, A), (20, B)), shifted, 1, fusion=FusionConfig(half_life=4))
+    assert track.boxes[10, 1] - 10 == pytest.approx(half * 0.5 * 2 * (1 - 0.5 ** (10 / 4)))
 
 
 def test_quality_scores_only_unannotated_frames():

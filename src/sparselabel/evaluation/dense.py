@@ -11,7 +11,11 @@ Three sources (pure numpy; frames 0-based):
   best-overlapping box (IoU >= ``gate``) by a weight that grows with the distance to
   the nearest answered frame (near an answer the interpolation is nearly exact, far
   from it the model knows more), plus the model's tubes that overlap no interpolated
-  actor, away from answered frames (an actor the sparse answers never showed).
+  actor, away from answered frames (an actor the sparse answers never showed). How far
+  the model is trusted in a video is measured there, on its answered frames: the
+  ``agreement``, the mean IoU of each answered box with the model's best box on that
+  frame, scales both the pull and the extra tubes' confidence, so a model that does not
+  see what the annotator drew changes little (measured: RESULTS.md "Dense labels").
 
 Answered frames always carry the answers exactly, whatever the source. Each box has
 a source (``SOURCES``) and a confidence in [0, 1], so a reviewer can sort by it:
@@ -41,7 +45,7 @@ METHODS = ("interpolation", "model", "fusion")
 class FusionConfig:
     half_life: float = 8.0  # frames from an answer at which interpolation's confidence halves
     gate: float = 0.3  # IoU the model's box needs with the interpolated one to refine it
-    model_weight: float = 0.5  # the model's share of a fused box far from every answer
+    model_weight: float = 0.5  # the model's share of a fused box far from every answer (times agreement)
 
 
 @dataclass
@@ -75,9 +79,25 @@ def dense_tracks(method: str, num_frames: int, answers: Sequence[FrameAnnotation
                          first_actor=_next_actor(answers))
     if method == "model":
         return answer_tracks(answers) + tubes
-    interpolated = interpolated_tracks(num_frames, answers, distance, fusion.half_life)
-    fused = [refine(t, model_boxes, distance, fusion) for t in interpolated]
-    return fused + [t for t in tubes if not overlaps_any(t, fused, fusion.gate)]
+    trust = agreement(answers, model_boxes)
+    trusted = FusionConfig(fusion.half_life, fusion.gate, fusion.model_weight * trust)
+    fused = [refine(t, model_boxes, distance, trusted)
+             for t in interpolated_tracks(num_frames, answers, distance, fusion.half_life)]
+    extra = [t for t in tubes if not overlaps_any(t, fused, fusion.gate)]
+    return fused + [DenseTrack(t.actor, t.label, t.frames, t.boxes, t.source, t.confidence * trust) for t in extra]
+
+
+def agreement(answers: Sequence[FrameAnnotation], model_boxes: Sequence[np.ndarray]) -> float:
+    """How well the model sees what the annotator drew: the mean, over the answered boxes of a
+    video, of the IoU with the model's best box on the same frame (0 where it has none)."""
+    best = []
+    for answer in answers:
+        candidates = model_boxes[answer.frame]
+        for actor in answer.actors:
+            if actor.box is not None:
+                overlap = spatial_iou(np.array([actor.box]), candidates[:, :4]) if len(candidates) else [[0.0]]
+                best.append(float(np.max(overlap)))
+    return float(np.mean(best)) if best else 0.0
 
 
 def interpolated_tracks(num_frames: int, answers: Sequence[FrameAnnotation], distance: np.ndarray,
