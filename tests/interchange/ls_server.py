@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -62,6 +63,16 @@ def http(method: str, url: str, body=None, token: str | None = LS_TOKEN, raw: bo
     return content if raw else json.loads(content or b"null")
 
 
+def status_of(url: str, token: str = LS_TOKEN) -> tuple[int, bytes]:
+    """(HTTP status, body) of a GET, errors included."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
 def is_up(url: str) -> bool:
     try:
         return http("GET", url, token=None).get("status") in ("UP", "ok")
@@ -78,9 +89,10 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def start_label_studio(tmp_path_factory):
+def start_label_studio(tmp_path_factory, **settings: str):
     """A fresh Label Studio (own data folder, preset user and legacy token) for this module:
-    its URL and a function that waits until it is up (it starts while the workspace is built)."""
+    its URL and a function that waits until it is up (it starts while the workspace is built).
+    ``settings``: more environment variables for the server."""
     executable = label_studio_executable()
     folder = tmp_path_factory.mktemp("label-studio")
     port = free_port()
@@ -88,7 +100,8 @@ def start_label_studio(tmp_path_factory):
            "LABEL_STUDIO_USER_TOKEN": LS_TOKEN, "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
            "ML_BLOCK_LOCAL_IP": "false",  # the backend runs on 127.0.0.1
            "SSRF_PROTECTION_ENABLED": "false",  # ... and so does the webhook it gets
-           "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
+           "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",
+           **settings}
     template = Path(executable).resolve().parents[1] / "migrated-data"  # `make labelstudio` leaves it
     if (template / "label_studio.sqlite3").is_file():
         shutil.copytree(template, folder / "data")  # skips the migrations: seconds instead of a minute

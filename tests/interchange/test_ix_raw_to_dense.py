@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pytest
-from ls_server import http, label_studio_executable, start_label_studio
+from ls_server import http, label_studio_executable, start_label_studio, status_of
 
 from sparselabel.data.dataset import load_dataset
 from sparselabel.errors import SparseLabelError
@@ -102,7 +102,9 @@ def studio(tmp_path_factory):
     except pytest.skip.Exception:
         yield None
         return
-    yield from start_label_studio(tmp_path_factory)
+    # Local file serving on, as docs/annotating.md sets it up (the document root: pytest's temp folder).
+    yield from start_label_studio(tmp_path_factory, LOCAL_FILES_SERVING_ENABLED="true",
+                                  LOCAL_FILES_DOCUMENT_ROOT=str(tmp_path_factory.getbasetemp()))
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +217,25 @@ def test_datumaro_reads_the_dense_cvat_export_box_for_box(labeled, project, datu
         for item in json.loads(done.stdout):
             boxes = sorted(tuple(round(c, 2) for c in b["box"]) for b in item["boxes"] if not b["outside"])
             assert boxes == ours[(stem, item["frame"])]
+
+
+def test_label_studio_serves_the_exported_frames_once_a_local_files_storage_is_added(labeled, studio,
+                                                                                   tmp_path_factory):
+    """The set-up of docs/annotating.md against the real server: with local file serving on but
+    no Local files storage in the project every image is a 404; with it, the exported frame."""
+    if studio is None:
+        pytest.skip("Label Studio is not installed: `make labelstudio`")
+    url, base = studio[1](), tmp_path_factory.getbasetemp()
+    export = tmp_path_factory.mktemp("media") / "tasks"
+    prefix = f"/data/local-files/?d={export.relative_to(base)}/"
+    sparselabel("export", labeled, "--format", "labelstudio", "--out", export, "--url-prefix", prefix, "--cycle", 0)
+    tasks = json.loads((export / "labelstudio" / "image-tasks.json").read_text())
+    config = (export / "labelstudio" / "image-config.xml").read_text()
+    project = http("POST", f"{url}/api/projects", {"title": "media", "label_config": config})["id"]
+    http("POST", f"{url}/api/projects/{project}/import", tasks)
+    media = url + tasks[0]["data"]["image"]
+    assert status_of(media)[0] == 404  # what users saw before the docs said to add the storage
+    http("POST", f"{url}/api/storages/localfiles", {"project": project, "title": "tasks", "path": str(export),
+                                                    "use_blob_urls": False})
+    status, body = status_of(media)
+    assert status == 200 and body == (export / unquote(tasks[0]["data"]["image"][len(prefix):])).read_bytes()
