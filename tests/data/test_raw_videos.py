@@ -112,3 +112,10 @@ def test_two_files_for_one_id_are_refused(tmp_path):
     clip(tmp_path / "raw" / "a.avi")
     with pytest.raises(SparseLabelError, match="would both be video 'a'"):
         scan_videos(str(tmp_path / "raw"))
+
+
+def test_a_list_file_that_is_not_text_is_one_error(tmp_path):
+    (tmp_path / "list.txt").write_bytes(b"\xff\xfe\x00clip.mp4")
+    done = sparselabel("init", str(tmp_path / "ws"), "--videos", str(tmp_path / "list.txt"))
+    assert done.returncode == 1 and "must be UTF-8 text" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "ws").exists()

@@ -96,7 +96,10 @@ def _walk(folder: Path) -> list[Path]:
 
 
 def _listed(list_file: Path) -> list[Path]:
-    lines = [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines()]
+    try:
+        lines = [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as exc:
+        raise SparseLabelError(f"a list of videos must be UTF-8 text ({exc})", list_file) from exc
     paths = [list_file.parent / line for line in lines if line and not line.startswith("#")]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -183,7 +186,10 @@ def write_manifest(dataset: Dataset, path: Path) -> Path:
 
 
 def read_manifest(path: Path) -> Dataset:
-    doc = parse_json(path.read_text(encoding="utf-8"), path)
+    try:
+        doc = parse_json(path.read_text(encoding="utf-8"), path)
+    except UnicodeDecodeError as exc:
+        raise AnnotationError(f"not UTF-8 text ({exc})", path) from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise AnnotationError(f"not a {FORMAT} manifest", path)
     try:
