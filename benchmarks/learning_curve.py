@@ -40,7 +40,7 @@ from sparselabel.loop.workspace import LEDGER_FILE, POOL, TEST, Workspace
 from sparselabel.models.runs import load_trained
 from sparselabel.scoring.predict import VideoPrediction, predict_video
 from sparselabel.train.clips import paint_box
-from sparselabel.train.trainer import clip_spec, dist_env, pick_device
+from sparselabel.train.runner import clip_spec, dist_env, pick_device
 
 HERE = Path(__file__).parent
 OUT = HERE / "results" / "learning-curve"

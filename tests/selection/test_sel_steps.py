@@ -11,7 +11,7 @@ from sparselabel.loop import steps
 from sparselabel.loop.workspace import Workspace
 from sparselabel.scoring.mc_dropout import VideoScores
 from sparselabel.scoring.predict import prediction_path
-from sparselabel.train.trainer import DistEnv
+from sparselabel.train.runner import DistEnv
 
 TINY = ["model.input_size=[32,32]", "model.clip_length=4", "train.batch_size=4", "train.steps=4",
         "train.checkpoint_every=4", "labels.initial_percent=10", "selection.passes=2", "selection.batch_size=4"]

@@ -44,15 +44,8 @@ from sparselabel.scoring.ensemble import (
 from sparselabel.scoring.mc_dropout import VideoScores, score_video
 from sparselabel.scoring.predict import VideoPrediction, prediction_path
 from sparselabel.selection import FrameScores, make_strategy, parse_budget, select
-from sparselabel.train.trainer import (
-    DistEnv,
-    TrainResult,
-    clip_spec,
-    dist_env,
-    filled_cache,
-    pick_device,
-    train_workspace,
-)
+from sparselabel.train.runner import DistEnv, clip_spec, dist_env, pick_device
+from sparselabel.train.trainer import TrainResult, filled_cache, train_workspace
 
 VIDEO_IOUS = (0.1, 0.2, 0.3, 0.5, 0.75)
 

@@ -26,7 +26,6 @@ skipped.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from sparselabel.atomic import replaced
 from sparselabel.config import Config
@@ -45,6 +43,7 @@ from sparselabel.errors import SparseLabelError
 from sparselabel.faults import fault_point
 from sparselabel.models import build_detector
 from sparselabel.models.detector import freeze_batchnorm
+from sparselabel.models.runs import CHECKPOINT, METRICS
 from sparselabel.train.clips import (
     ClipSpec,
     clip_frames,
@@ -52,23 +51,21 @@ from sparselabel.train.clips import (
     random_crop_flip,
     resize_clip,
 )
-from sparselabel.train.trainer import (
-    CHECKPOINT,
-    METRICS,
+from sparselabel.train.runner import (
     DistEnv,
+    Losses,
     StepBatches,
     clip_spec,
     dist_env,
     learning_rate,
     load_checkpoint,
     logged_records,
-    mean_over_ranks,
     pick_device,
+    run_steps,
     save_atomic,
     save_checkpoint,
     step_seed,
     truncate_metrics,
-    write_record,
 )
 
 TASKS = ("order", "speed")
@@ -289,39 +286,23 @@ def _run_steps(wrapped: nn.Module, net: PretrainNet, optimizer, loader, config: 
                device: torch.device, run_dir: Path, start: int) -> None:
     cfg = config.pretrain
     use_bf16 = config.train.bf16 and device.type == "cuda"
-    bar = tqdm(total=cfg.steps, initial=start, desc="pretrain", unit="step", disable=None if env.is_main else True)
-    wrapped.train()
-    tick = time.perf_counter()
-    with (run_dir / METRICS).open("a") as log:
-        for step, batch in enumerate(loader, start):
-            torch.manual_seed(step_seed(config.seed, step, env.rank, 3))
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step)  # type: ignore[arg-type]
-            clip, label = batch["clip"].to(device, non_blocking=True), batch["label"].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = wrapped(clip)
-            loss = F.cross_entropy(logits.float(), label)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            accuracy = (logits.detach().argmax(dim=1) == label).float().mean()
-            now = time.perf_counter()
-            record = {"step": step + 1, "lr": optimizer.param_groups[0]["lr"],
-                      "loss": mean_over_ranks(loss.detach(), env), "accuracy": mean_over_ranks(accuracy, env),
-                      "clips_per_s": cfg.batch_size / max(now - tick, 1e-9)}
-            tick = now
-            if env.is_main:
-                write_record(log, record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracy']:.2f}")
-                bar.update()
-            if (step + 1) % config.train.checkpoint_every == 0 or step + 1 == cfg.steps:
-                if env.is_main:
-                    log.flush()
-                    save_checkpoint(run_dir / CHECKPOINT, net, optimizer, step + 1)
-                    fault_point("pretrain:checkpointed")
-                if env.world > 1:
-                    torch.distributed.barrier()
-    bar.close()
+
+    def losses(step: int, batch: dict) -> Losses:
+        clip, label = batch["clip"].to(device, non_blocking=True), batch["label"].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = wrapped(clip)
+        accuracy = (logits.detach().argmax(dim=1) == label).float().mean()
+        return F.cross_entropy(logits.float(), label), {"accuracy": accuracy}
+
+    def checkpoint(steps_done: int) -> None:
+        save_checkpoint(run_dir / CHECKPOINT, net, optimizer, steps_done)
+        fault_point("pretrain:checkpointed")
+
+    run_steps(wrapped, optimizer, loader, start=start, steps=cfg.steps, losses=losses,
+              lr=lambda step: learning_rate(cfg, step),  # type: ignore[arg-type]
+              seed=(config.seed, 3), env=env, run_dir=run_dir, checkpoint=checkpoint,
+              checkpoint_every=config.train.checkpoint_every, batch_size=cfg.batch_size, desc="pretrain",
+              shown=("loss", "accuracy"))
 
 
 def _check_settings(run_dir: Path, wanted: dict, env: DistEnv) -> None:

@@ -9,25 +9,19 @@ resumed repeats the same computation bit for bit on the CPU.
 
 Runs unchanged under ``torchrun --nproc_per_node N``: each process takes its
 share of every global batch and DistributedDataParallel averages gradients.
+The step loop, shared with self-supervised pretraining, is ``runner.run_steps``;
+this module gives it the detector's loss.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
-from sparselabel.atomic import replaced
 from sparselabel.config import Config, TrainConfig
 from sparselabel.errors import SparseLabelError
 from sparselabel.faults import fault_point
@@ -36,87 +30,28 @@ from sparselabel.models.features import FeatureCache
 from sparselabel.models.runs import CHECKPOINT, FINAL, METRICS, snapshot_path, snapshot_steps
 from sparselabel.train.clips import (
     CachedWindowDataset,
-    ClipSpec,
     SparseClipDataset,
     VideoLabels,
     video_labels,
 )
 from sparselabel.train.losses import actor_clips, consistency_loss, detector_loss, ramp
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def dist_env() -> DistEnv:
-    """Join the process group when started by torchrun (gloo on CPU, NCCL on GPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return DistEnv()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return DistEnv(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(name: str, env: DistEnv) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        torch.cuda.set_device(env.local_rank)
-        return torch.device("cuda", env.local_rank)
-    return torch.device(name)
-
-
-def clip_spec(config: Config, augment: bool | None = None) -> ClipSpec:
-    m = config.model
-    return ClipSpec(m.clip_length, m.clip_stride, tuple(m.input_size),
-                    flip=config.train.augment if augment is None else augment)
-
-
-def step_seed(*parts: int) -> int:
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-
-
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up over 5% of the steps, then cosine decay to 10%: a function of the step alone."""
-    warmup = max(1, cfg.steps // 20)
-    if step < warmup:
-        return cfg.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, cfg.steps - warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-class StepBatches:
-    """Item keys (epoch, index) of this process's share of every global batch from ``start``."""
-
-    def __init__(self, num_items: int, cfg: TrainConfig, seed: int, env: DistEnv, start: int):
-        if cfg.batch_size % env.world:
-            raise SparseLabelError(f"train.batch_size={cfg.batch_size} does not split over {env.world} processes")
-        self.num_items, self.cfg, self.seed, self.env, self.start = num_items, cfg, seed, env, start
-
-    def __len__(self) -> int:
-        return self.cfg.steps - self.start
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for step in range(self.start, self.cfg.steps):
-            yield self.keys(step)
-
-    def keys(self, step: int) -> list[tuple[int, int]]:
-        size = self.cfg.batch_size
-        first = step * size  # position in the endless sequence of shuffled passes over the items
-        keys = []
-        for pos in range(first, first + size):
-            epoch, offset = divmod(pos, self.num_items)
-            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
-            keys.append((epoch, int(order[offset])))
-        return keys[self.env.rank :: self.env.world]
+from sparselabel.train.pretrain import pretrained_encoder
+from sparselabel.train.runner import (
+    DistEnv,
+    Losses,
+    StepBatches,
+    clip_spec,
+    dist_env,
+    last_logged_loss,
+    learning_rate,
+    load_checkpoint,
+    pick_device,
+    run_steps,
+    save_atomic,
+    save_checkpoint,
+    step_seed,
+    truncate_metrics,
+)
 
 
 def training_labels(videos: dict, answers: list, loss: str, sigma: float) -> list[VideoLabels]:
@@ -148,8 +83,6 @@ def train_workspace(workspace, config: Config | None = None, run_name: str | Non
     run_dir = workspace.root / "runs" / (run_name or f"cycle-{cycle:03d}")
     encoder = None
     if init_from is None and config.pretrain.task != "none":  # init_from holds an encoder already
-        from sparselabel.train.pretrain import pretrained_encoder  # pretrain imports this module
-
         encoder = pretrained_encoder(workspace.root, config)
     return train(labels, len(workspace.ledger.classes), config, run_dir, restart=restart, init_from=init_from,
                  init_encoder=encoder, features_root=workspace.root)
@@ -234,48 +167,32 @@ def model_inputs(batch: dict) -> torch.Tensor | EncodedClip:
 def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, device, run_dir: Path, start: int):
     cfg = config.train
     use_bf16 = cfg.bf16 and device.type == "cuda"
-    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=None if env.is_main else True)
-    net.train()
-    loss_value, tick = None, time.perf_counter()
-    with (run_dir / METRICS).open("a") as log:
-        for step, batch in enumerate(loader, start):
-            torch.manual_seed(step_seed(config.seed, step, env.rank, 2))
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step)
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            if cfg.channels_last and "clip" in batch:
-                batch["clip"] = batch["clip"].contiguous(memory_format=torch.channels_last_3d)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                output = net(model_inputs(batch), labels=batch["label"])
-            clip_weights = actor_clips(batch["target"], batch["weight"]) if cfg.classify_actor_clips else None
-            total, parts = detector_loss(output, batch["label"], batch["target"], batch["weight"],
-                                         localization_weight=cfg.localization_weight,
-                                         weight_total=global_weight_total(batch["weight"], env),
-                                         clip_weights=clip_weights)
-            if cfg.consistency_weight > 0:  # off: no extra pass, the same computation as without it
-                total, parts = add_consistency(model, output, batch, cfg, step, total, parts, use_bf16)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            now = time.perf_counter()
-            record = {"step": step + 1, "lr": optimizer.param_groups[0]["lr"],
-                      "clips_per_s": cfg.batch_size / max(now - tick, 1e-9),
-                      **{k: mean_over_ranks(v.detach(), env) for k, v in {"loss": total, **parts}.items()}}
-            tick, loss_value = now, record["loss"]
-            if env.is_main:
-                write_record(log, record)
-                bar.set_postfix(loss=f"{loss_value:.4f}", clips_s=f"{record['clips_per_s']:.1f}")
-                bar.update()
-            save_snapshot_if_due(run_dir, model, config, step + 1, env)  # before the step's checkpoint
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                if env.is_main:
-                    log.flush()
-                    save_checkpoint(run_dir / CHECKPOINT, model, optimizer, step + 1)
-                    fault_point("train:checkpointed")
-                if env.world > 1:
-                    dist.barrier()
-    bar.close()
-    return loss_value
+
+    def losses(step: int, batch: dict) -> Losses:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if cfg.channels_last and "clip" in batch:
+            batch["clip"] = batch["clip"].contiguous(memory_format=torch.channels_last_3d)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            output = net(model_inputs(batch), labels=batch["label"])
+        clip_weights = actor_clips(batch["target"], batch["weight"]) if cfg.classify_actor_clips else None
+        total, parts = detector_loss(output, batch["label"], batch["target"], batch["weight"],
+                                     localization_weight=cfg.localization_weight,
+                                     weight_total=global_weight_total(batch["weight"], env),
+                                     clip_weights=clip_weights)
+        if cfg.consistency_weight > 0:  # off: no extra pass, the same computation as without it
+            total, parts = add_consistency(model, output, batch, cfg, step, total, parts, use_bf16)
+        return total, parts
+
+    def checkpoint(steps_done: int) -> None:
+        save_checkpoint(run_dir / CHECKPOINT, model, optimizer, steps_done)
+        fault_point("train:checkpointed")
+
+    # A snapshot is kept before its step's checkpoint (see save_snapshot_if_due).
+    return run_steps(net, optimizer, loader, start=start, steps=cfg.steps, losses=losses,
+                     lr=lambda step: learning_rate(cfg, step), seed=(config.seed, 2), env=env, run_dir=run_dir,
+                     checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, batch_size=cfg.batch_size,
+                     desc="train", after_step=lambda steps_done: save_snapshot_if_due(run_dir, model, config,
+                                                                                      steps_done, env))
 
 
 def add_consistency(model, output, batch: dict, cfg: TrainConfig, step: int, total: torch.Tensor,
@@ -309,35 +226,6 @@ def global_weight_total(weights: torch.Tensor, env: DistEnv) -> torch.Tensor | N
     return total / env.world
 
 
-def mean_over_ranks(value: torch.Tensor, env: DistEnv) -> float:
-    value = value.float()
-    if env.world > 1:
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= env.world
-    return float(value)
-
-
-def write_record(log, record: dict) -> None:
-    """One metrics line. A kill can still tear it (the fault point below does, on purpose):
-    readers skip a last line that is not whole (``logged_records``)."""
-    line = json.dumps(record) + "\n"
-    log.write(line[: len(line) // 2])
-    log.flush()
-    fault_point("train:metrics-half-written")
-    log.write(line[len(line) // 2 :])
-
-
-def save_atomic(state: object, path: Path) -> None:
-    """``torch.save`` written then renamed: a kill mid-save leaves the previous file intact."""
-    with replaced(path) as handle:
-        torch.save(state, handle)
-
-
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
-    save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, path)
-
-
 def save_snapshot_if_due(run_dir: Path, model: torch.nn.Module, config: Config, step: int, env: DistEnv) -> None:
     """Keep the weights after ``step`` steps when ensemble.kind=snapshots wants them as a member.
 
@@ -348,38 +236,3 @@ def save_snapshot_if_due(run_dir: Path, model: torch.nn.Module, config: Config, 
     if not env.is_main or ens.kind != "snapshots" or step not in snapshot_steps(config.train.steps, ens.members):
         return
     save_atomic(model.state_dict(), snapshot_path(run_dir, step))
-
-
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device) -> int:
-    """Restore a run's state; returns the step to continue from (0 without a checkpoint)."""
-    if not path.exists():
-        return 0
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, KeyError, EOFError) as exc:
-        raise SparseLabelError(f"cannot resume from checkpoint ({exc}); use --restart", path) from exc
-    return int(state["step"])
-
-
-def logged_records(path: Path) -> list[dict]:
-    """The metrics log's records; a last line torn by a kill (no newline) is not one."""
-    if not path.exists():
-        return []
-    text = path.read_text()
-    whole = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
-    return [json.loads(line) for line in whole.splitlines() if line]
-
-
-def truncate_metrics(path: Path, step: int) -> None:
-    """Drop log lines after ``step`` (and a torn last line): a resumed run writes them again."""
-    if path.exists():
-        path.write_text("".join(json.dumps(r) + "\n" for r in logged_records(path) if r["step"] <= step))
-
-
-def last_logged_loss(path: Path) -> float | None:
-    records = logged_records(path)
-    return records[-1]["loss"] if records else None
-
-
