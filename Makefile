@@ -31,6 +31,8 @@ lint: env
 # of its own: it pins many packages (Django among them) that must not meet ours. About 1 GB.
 LSVENV       ?= .venv-labelstudio
 LABEL_STUDIO ?= label-studio==1.23.2
+# label-studio 1.23.2 asks for sentry-sdk>=2.16 but breaks on 3.0 at start-up (Unknown option
+# 'send_default_pii'), which pip picks when it is out: kept below 3.
 
 labelstudio: $(LSVENV)/.installed
 
@@ -38,7 +40,7 @@ labelstudio: $(LSVENV)/.installed
 $(LSVENV)/.installed:
 	python3 -m venv $(LSVENV)
 	$(LSVENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LSVENV)/bin/python -m pip install --quiet "$(LABEL_STUDIO)"
+	$(LSVENV)/bin/python -m pip install --quiet "$(LABEL_STUDIO)" "sentry-sdk<3"
 	LATEST_VERSION_CHECK=false $(LSVENV)/bin/label-studio version --data-dir $(LSVENV)/migrated-data > $(LSVENV)/migrated-data.log 2>&1
 	touch $@
 
