@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparselabel.config import LinkConfig
-from sparselabel.evaluation.boxes import spatial_iou
+from sparselabel.evaluation.boxes import paired_box_iou, spatial_iou
 from sparselabel.evaluation.detections import link_tubes
 from sparselabel.labels.pseudo import distance_to_annotated, pseudo_boxes
 from sparselabel.labels.rows import FrameAnnotation
@@ -95,8 +95,8 @@ def agreement(answers: Sequence[FrameAnnotation], model_boxes: Sequence[np.ndarr
         candidates = model_boxes[answer.frame]
         for actor in answer.actors:
             if actor.box is not None:
-                overlap = spatial_iou(np.array([actor.box]), candidates[:, :4]) if len(candidates) else [[0.0]]
-                best.append(float(np.max(overlap)))
+                found = len(candidates) > 0
+                best.append(float(spatial_iou(np.array([actor.box]), candidates[:, :4]).max()) if found else 0.0)
     return float(np.mean(best)) if best else 0.0
 
 
@@ -161,13 +161,9 @@ def overlaps_any(tube: DenseTrack, tracks: Sequence[DenseTrack], gate: float) ->
     """Whether ``tube`` overlaps one of ``tracks`` by ``gate`` IoU on a shared frame."""
     for track in tracks:
         shared, in_tube, in_track = np.intersect1d(tube.frames, track.frames, return_indices=True)
-        if shared.size and np.any(_paired_iou(tube.boxes[in_tube], track.boxes[in_track]) >= gate):
+        if shared.size and np.any(paired_box_iou(tube.boxes[in_tube], track.boxes[in_track]) >= gate):
             return True
     return False
-
-
-def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.array([spatial_iou(x[None], y[None])[0, 0] for x, y in zip(a, b, strict=True)])
 
 
 def _actor_answers(answers: Sequence[FrameAnnotation]) -> dict[int, tuple[int, np.ndarray, np.ndarray]]:

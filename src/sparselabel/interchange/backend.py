@@ -49,7 +49,12 @@ from sparselabel.atomic import replaced
 from sparselabel.errors import AnnotationError, SparseLabelError
 from sparselabel.interchange import labelstudio
 from sparselabel.interchange.common import ExportBatch, TaskFrame
-from sparselabel.interchange.export import add_predictions, export_tasks, write_record
+from sparselabel.interchange.export import (
+    add_predictions,
+    export_tasks,
+    prediction_runs,
+    write_record,
+)
 from sparselabel.interchange.importer import ImportReport, import_answers
 from sparselabel.loop.workspace import POOL, Workspace
 
@@ -176,9 +181,7 @@ def project_kind(label_config: object) -> str | None:
 
 
 def newest_run(workspace: Workspace) -> Path | None:
-    root = workspace.root / "predictions"
-    runs = sorted(p for p in root.glob("cycle-*") if p.is_dir()) if root.is_dir() else []
-    return runs[-1] if runs else None
+    return next(iter(prediction_runs(workspace)), None)
 
 
 def model_version(run: Path | None) -> str:

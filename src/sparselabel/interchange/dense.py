@@ -35,8 +35,10 @@ from sparselabel.data.tubes import Tube
 from sparselabel.errors import SparseLabelError
 from sparselabel.evaluation.dense import METHODS, SOURCES, DenseTrack, FusionConfig, dense_tracks
 from sparselabel.evaluation.detections import frame_boxes, top_classes
-from sparselabel.interchange import cvat, jsonl
+from sparselabel.interchange import cvat, jsonl, labelstudio
 from sparselabel.interchange.common import escape_id, inside
+from sparselabel.interchange.export import check_target, latest_run, write_task_video
+from sparselabel.scoring.predict import VideoPrediction
 
 FORMATS = ("cvat", "labelstudio", "act-pkl", "mot", "json")
 # Unless told, a dense export uses the source that measured best (benchmarks/dense_labels.py,
@@ -52,8 +54,6 @@ def export_dense(workspace, fmt: str, out_dir: str | Path, source: str = AUTO,
     """Write dense labels of every pool video as ``fmt`` under ``out_dir``; returns the files
     and the source used (``auto``: fusion with the newest predictions of the pool, else
     interpolation)."""
-    from sparselabel.interchange.export import check_target, latest_run
-
     if fmt not in FORMATS:
         raise SparseLabelError(f"unknown dense format {fmt!r}; use one of {', '.join(FORMATS)}")
     if source not in (AUTO, *METHODS):
@@ -68,7 +68,7 @@ def export_dense(workspace, fmt: str, out_dir: str | Path, source: str = AUTO,
             source = "interpolation"
     elif source != "interpolation":
         run = latest_run(workspace, sorted(videos))
-    per_video = ((videos[vid], tracks) for vid, tracks in video_tracks(workspace, videos, source, run))
+    per_video = video_tracks(workspace, videos, source, run)
     with staged_folder(out, "export") as build:
         files = WRITERS[fmt](workspace, per_video, build, url_prefix)
         manifest = {"format": fmt, "dense": True, "source": source, "model_version": run.name if run else None,
@@ -78,10 +78,8 @@ def export_dense(workspace, fmt: str, out_dir: str | Path, source: str = AUTO,
 
 
 def video_tracks(workspace, videos: dict[str, Video], source: str, run: Path | None
-                 ) -> Iterator[tuple[str, list[DenseTrack]]]:
-    """(video id, dense tracks) for each pool video, one video in memory at a time."""
-    from sparselabel.scoring.predict import VideoPrediction
-
+                 ) -> Iterator[tuple[Video, list[DenseTrack]]]:
+    """(video, dense tracks) for each pool video, one video in memory at a time."""
     answers: dict[str, list] = {}
     for answer in workspace.ledger.annotations():
         answers.setdefault(answer.video_id, []).append(answer)
@@ -92,7 +90,7 @@ def video_tracks(workspace, videos: dict[str, Video], source: str, run: Path | N
             boxes = frame_boxes(prediction.fg, prediction.size, workspace.config.detection)
             known = videos[vid].label  # a pool video's class is known; the model's guess otherwise
             label = known if known >= 0 else int(top_classes(prediction.class_scores, 1)[0])
-        yield vid, dense_tracks(source, videos[vid].num_frames, answers.get(vid, []), boxes, label,
+        yield videos[vid], dense_tracks(source, videos[vid].num_frames, answers.get(vid, []), boxes, label,
                                 workspace.config.detection, FusionConfig())
 
 
@@ -173,9 +171,6 @@ def _write_cvat(workspace, per_video, out: Path, prefix: str) -> list[Path]:
 
 def _write_labelstudio(workspace, per_video, out: Path, prefix: str) -> list[Path]:
     """Video tasks with the dense boxes as a prediction, for review in Label Studio."""
-    from sparselabel.interchange import labelstudio
-    from sparselabel.interchange.export import write_task_video
-
     classes = workspace.ledger.classes
     tasks = []
     for video, tracks in per_video:

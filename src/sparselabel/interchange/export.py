@@ -131,15 +131,19 @@ def task_frames(workspace, cycle: int) -> list[TaskFrame]:
     return out
 
 
+def prediction_runs(workspace) -> list[Path]:
+    """The workspace's prediction runs (``predictions/cycle-NNN``), newest first."""
+    root = workspace.root / "predictions"
+    return sorted((p for p in root.glob("cycle-*") if p.is_dir()), reverse=True) if root.is_dir() else []
+
+
 def latest_run(workspace, video_ids: list[str]) -> Path:
     """The newest prediction run that has maps for all of ``video_ids``."""
-    root = workspace.root / "predictions"
-    runs = sorted((p for p in root.glob("cycle-*") if p.is_dir()), reverse=True) if root.is_dir() else []
-    for run in runs:
+    for run in prediction_runs(workspace):
         if all(prediction_path(run, vid).exists() for vid in video_ids):
             return run
     raise SparseLabelError("no prediction run covers the selected videos; run `sparselabel predict` first "
-                           "or export without pre-annotations", root)
+                           "or export without pre-annotations", workspace.root / "predictions")
 
 
 def add_predictions(workspace, batch: ExportBatch, tracks: bool) -> None:

@@ -171,10 +171,11 @@ def csv_classes(ids: list[str], path: Path) -> tuple[list[str], dict[str, int]]:
 
 
 def _known_id(name: str, known: set[str]) -> str | None:
-    for candidate in (name, str(Path(name).with_suffix("")) if Path(name).suffix in VIDEO_SUFFIXES else name):
-        if candidate in known:
-            return candidate
-    return None
+    """The id ``name`` gives, as written or without its video suffix (``Jump/v_a.mp4``)."""
+    if name in known:
+        return name
+    stem = str(Path(name).with_suffix("")) if Path(name).suffix in VIDEO_SUFFIXES else None
+    return stem if stem in known else None
 
 
 def write_manifest(dataset: Dataset, path: Path) -> Path:
