@@ -7,7 +7,9 @@ import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import get_args
 
+from sparselabel.config import Loss
 from sparselabel.errors import SparseLabelError
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -319,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = add("predict", cmd_predict, "Run the trained detector over whole videos: foreground maps, boxes, tubes.", takes="both")
     predict.add_argument("--run", help="training run to use (default: the latest cycle's)")
-    predict.add_argument("--split", default="all", choices=["all", "pool", "test"], help="videos to predict (default: %(default)s)")
+    predict.add_argument("--split", default="all", choices=["all", "pool", "test"],
+                         help="videos to predict (default: %(default)s; with detection.trajectory_classes, test "
+                              "also predicts the pool, on whose tubes that classifier is fitted)")
 
     score = add("score", cmd_score, "MC-dropout uncertainty (Eq. 1), entropy and mean foreground of every pool frame "
                 "(runs under torchrun, sharded by video).", takes="both")
@@ -336,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--cycles", type=int, help="selection rounds (config loop.cycles, default 3)")
     loop.add_argument("--step", help="frames selected per cycle: 5%% of the pool or a count (selection.budget)")
     loop.add_argument("--strategy", help="apu, apu-local, random, equidistant, uncertainty, entropy, video, hybrid")
-    loop.add_argument("--loss", choices=["mgw", "mask", "interp"], help="localisation loss weights (train.loss)")
+    loop.add_argument("--loss", choices=get_args(Loss), help="localisation loss weights (train.loss)")
     loop.add_argument("--until-v-map", type=float, help="stop once v-mAP@0.5 on the test split reaches this")
     loop.add_argument("--budget", help="stop once this much of the pool is annotated: 10%% or a count (loop.budget)")
     loop.add_argument("--resume", action="store_true", help="continue a killed or paused loop where it stopped")

@@ -1,8 +1,8 @@
 """Typed configuration: dataclasses, merged from YAML files and dotted overrides.
 
 OmegaConf checks every value against the dataclass types, so a typo such as
-``labels.initial_precent=5`` or ``seed=abc`` fails with the key named, instead
-of being silently ignored.
+``labels.initial_precent=5``, ``seed=abc`` or ``model.head=convv`` (a ``Literal``
+field) fails with the key named, instead of being silently ignored.
 """
 
 from __future__ import annotations
@@ -10,13 +10,31 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig, LiteralNode, OmegaConf
+from omegaconf.errors import InterpolationValidationError, OmegaConfBaseException, ValidationError
 
 from sparselabel.errors import SparseLabelError
+
+# Keys whose value is one of a few names: OmegaConf checks them when the config is loaded, not
+# when the loop reaches the code that reads them (perhaps an hour of training later). Other
+# modules read the names with ``typing.get_args``. selection.strategy is not here: strategies
+# are a registry that a decorator extends (checked in ``check_values``).
+Loss = Literal["mgw", "mask", "interp"]
+Head = Literal["capsules", "conv"]
+Encoder = Literal["small3d", "i3d"]  # models.ENCODERS (a test keeps them equal)
+Annotation = Literal["box", "mask"]
+Oracle = Literal["simulated", "none"]
+InitialStrategy = Literal["random", "equidistant"]
+Device = Literal["auto", "cpu", "cuda"]
+ClassifyFrom = Literal["features", "silhouette", "both"]
+PretrainTask = Literal["none", "order", "speed"]
+EnsembleKind = Literal["snapshots", "seeds"]
+Uncertainty = Literal["mc-dropout", "ensemble"]
+Temporal = Literal["none", "viterbi"]
+Components = Literal["all", "largest"]
 
 
 @dataclass
@@ -24,18 +42,22 @@ class LinkConfig:
     """How foreground maps become boxes and tubes (``detection:``; evaluation.detections)."""
 
     threshold: float = 0.5  # foreground probability
-    components: str = "all"  # all (every actor) | largest (one actor per frame)
+    components: Components = "all"  # all (every actor) | largest (one actor per frame)
     min_area: int = 4  # pixels at map resolution; smaller blobs are noise
     link_iou: float = 0.3
     max_gap: int = 2  # frames a tube may miss before it is closed
     min_length: int = 2  # frames; shorter tubes are dropped
     smooth: int = 0  # moving-average window (frames) for boxes and scores; 0 = off
     top_k: int = 3  # classes reported per box and tube
-    temporal: str = "none"  # none | viterbi (trim tubes by a two-state HMM with a duration prior)
+    temporal: Temporal = "none"  # none | viterbi (trim tubes by a two-state HMM with a duration prior)
     duration: float = 30.0  # viterbi: expected length of an action (and of a gap), frames
     # Pool videos' foreground is decoded with their known video-level class (the capsule head
     # masks all but one class's poses) instead of the predicted one; test videos never are.
     pool_label: bool = True
+    # Video classes also from how the linked tubes move (evaluation/trajectory.py): a classifier
+    # of tube kinematics fitted on the pool's tubes at every prediction; scores = network x trajectory.
+    trajectory_classes: bool = False
+    trajectory_min_length: int = 6  # frames; shorter tubes neither train nor vote
 
 
 @dataclass
@@ -51,44 +73,50 @@ class DatasetConfig:
 class LabelsConfig:
     initial_percent: float = 1.0  # I%: paper uses 1 (UCF101-24), 3 (J-HMDB), 5 (YouTube-VOS)
     min_initial_frames: int = 1  # every video starts with at least this many
-    initial_strategy: str = "random"  # random | equidistant: how the initial I% are spread in a video
+    initial_strategy: InitialStrategy = "random"  # random | equidistant: how the initial I% are spread in a video
     clicks_per_box: int = 2  # a box is two clicks (two corners)
     clicks_per_mask: int = 10  # polygon / scribble clicks for a mask
-    annotation: str = "box"  # box | mask: what an annotated frame costs
-    oracle: str = "simulated"  # simulated: reveal ground truth; none: wait for imports
+    annotation: Annotation = "box"  # box | mask: what an annotated frame costs
+    oracle: Oracle = "simulated"  # simulated: reveal ground truth; none: wait for imports
     clicks_per_corrected_box: int = 1  # keeping or adjusting a pre-annotated box (one drag) costs less
     import_max_mb: float = 100.0  # imported answer files larger than this are refused unread
 
 
 @dataclass
 class ModelConfig:
-    encoder: str = "small3d"  # small3d (CPU, any size) | i3d (Kinetics-400 pretrained, paper)
+    encoder: Encoder = "small3d"  # small3d (CPU, any size) | i3d (Kinetics-400 pretrained, paper)
     pretrained: bool = True  # i3d only: start from the cached Kinetics-400 weights
     dropout: float = 0.5  # Dropout3d after the encoder and before the last layer (MC-dropout)
     clip_length: int = 8  # frames per clip
     clip_stride: int = 2  # sampled every 2nd frame (paper)
     input_size: list[int] = field(default_factory=lambda: [112, 112])  # H, W; 224 x 224 for i3d
-    head: str = "capsules"  # capsules (the paper's, EM routing) | conv (plain conv head, models/conv_head.py)
+    head: Head = "capsules"  # capsules (the paper's, EM routing) | conv (plain conv head, models/conv_head.py)
     # Train only the head; the encoder's maps are computed once per inference window and cached
     # on disk under WORKSPACE/features/ (models/features.py), read by training, prediction and scoring.
     freeze_encoder: bool = False
     feature_cache_gb: float = 20.0  # the cache is refused before computing if it would be larger
     widths: list[int] = field(default_factory=list)  # small3d: channels of its 3 stages; empty: 16, 32, 64
+    # small3d: time strides of its 3 stages; empty: 2, 2, 2. A first stride of 1 keeps every
+    # frame at the decoder's finest level (a moving actor's mask is not blurred in time).
+    time_strides: list[int] = field(default_factory=list)
     primary_kernel: int = 0  # capsule head: primary-capsule kernel; 0: the encoder's (9 for i3d, 3 for small3d)
     # conv head: the classifier reads pooled decoder features ("features"), the motion of the
     # predicted foreground only ("silhouette": blind to colour and texture), or "both"
-    classify_from: str = "features"
+    classify_from: ClassifyFrom = "features"
 
 
 @dataclass
 class TrainConfig:
-    loss: str = "mgw"  # mgw | mask | interp (frame weights of the localisation loss)
+    loss: Loss = "mgw"  # mgw | mask | interp (frame weights of the localisation loss)
     sigma: float = 1.3  # MGW Gaussian width, frames
     steps: int = 300  # optimiser steps per training run
     batch_size: int = 8  # clips per step, over all processes
     lr: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # AdamW, on weight matrices and kernels only (not biases, norms, betas)
+    grad_clip: float = 1.0  # clip gradients to this global norm (0: off), as nanoGPT does
     localization_weight: float = 1.0
+    # Soft Dice added to the localisation BCE, per frame (0: off); see train.losses.dice_loss.
+    dice_weight: float = 0.0
     # Train the classifier only on clips whose labelled frames show an actor (false: on every
     # clip, as the paper does; its videos show the actor almost throughout).
     classify_actor_clips: bool = False
@@ -100,7 +128,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     channels_last: bool = False  # channels-last 3D memory format (faster convolutions on GPU)
     checkpoint_every: int = 50  # steps between resumable checkpoints
-    device: str = "auto"  # auto | cpu | cuda
+    device: Device = "auto"  # auto | cpu | cuda
     # Temporal consistency on unannotated frames (off at 0): neighbouring frames' foreground
     # maps, and the maps of a clip and of its flipped copy, are pushed to agree.
     consistency_weight: float = 0.0
@@ -111,7 +139,7 @@ class TrainConfig:
 class PretrainConfig:
     """Temporal self-supervised pretraining of the encoder on the pool's frames, before cycle 0."""
 
-    task: str = "none"  # none | order (frame-order verification) | speed (playback-speed prediction)
+    task: PretrainTask = "none"  # none | order (frame-order verification) | speed (playback-speed prediction)
     steps: int = 300
     batch_size: int = 8
     lr: float = 1e-3
@@ -133,7 +161,7 @@ class SelectionConfig:
     batch_size: int = 8  # windows per scoring batch (each decoded `passes` times)
     pass_chunk: int = 0  # MC passes per batched decode_head call; 0: all at once
     bf16: bool = False  # autocast the scoring passes on CUDA (U then differs slightly)
-    uncertainty: str = "mc-dropout"  # mc-dropout (Eq. 1 over T passes) | ensemble (over ensemble members)
+    uncertainty: Uncertainty = "mc-dropout"  # mc-dropout (Eq. 1 over T passes) | ensemble (over ensemble members)
     videos: float = 0.5  # hybrid strategy: fraction of the pool's videos chosen before frames
 
 
@@ -144,7 +172,7 @@ class EnsembleConfig:
     members: int = 1  # 1: off
     # snapshots: the cycle's own run, saved at evenly spaced steps of its last half (no extra
     # training); seeds: the cycle retrained with seeds seed + 1, ..., seed + members - 1.
-    kind: str = "snapshots"
+    kind: EnsembleKind = "snapshots"
 
 
 @dataclass
@@ -189,33 +217,6 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
 
 
-# Keys whose value is one of a few names: checked when the config is loaded, not when
-# the loop reaches the code that reads them (perhaps an hour of training later).
-CHOICES = {
-    "train.loss": ("mgw", "mask", "interp"),
-    "model.head": ("capsules", "conv"),
-    "model.encoder": ("small3d", "i3d"),  # models.ENCODERS (a test keeps them equal)
-    "labels.annotation": ("box", "mask"),
-    "labels.oracle": ("simulated", "none"),
-    "labels.initial_strategy": ("random", "equidistant"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "model.classify_from": ("features", "silhouette", "both"),
-    "pretrain.task": ("none", "order", "speed"),
-    "ensemble.kind": ("snapshots", "seeds"),
-    "selection.uncertainty": ("mc-dropout", "ensemble"),
-    "detection.temporal": ("none", "viterbi"),
-    "detection.components": ("all", "largest"),
-}
-
-
-def check_choices(config: Config, path: str | Path | None = None) -> None:
-    for key, allowed in CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
-        if value not in allowed:
-            raise SparseLabelError(f"bad config: {key}={value!r}; choose one of {', '.join(allowed)}", path)
-
-
 # Numeric keys and the values that make sense: (low, high, low inclusive, high inclusive).
 AT_LEAST_0 = (0, math.inf, True, False)
 AT_LEAST_1 = (1, math.inf, True, False)
@@ -238,7 +239,9 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "train.batch_size": AT_LEAST_1,
     "train.lr": AT_LEAST_0,
     "train.weight_decay": AT_LEAST_0,
+    "train.grad_clip": AT_LEAST_0,
     "train.localization_weight": AT_LEAST_0,
+    "train.dice_weight": AT_LEAST_0,
     "train.clips_per_video": AT_LEAST_1,
     "train.num_workers": AT_LEAST_0,
     "train.checkpoint_every": AT_LEAST_1,
@@ -264,6 +267,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "detection.threshold": (0, 1, False, False),
     "detection.link_iou": FRACTION,
     "detection.top_k": AT_LEAST_1,
+    "detection.trajectory_min_length": (2, math.inf, True, False),
 }
 
 
@@ -316,10 +320,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     except FileNotFoundError as exc:
         raise SparseLabelError("config file not found", path) from exc
     except (OmegaConfBaseException, yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
-        raise SparseLabelError(f"bad config: {exc}".replace("\n", "; "), path) from exc
-    check_choices(config, path)
+        raise SparseLabelError(f"bad config: {_one_line(exc)}", path) from exc
     check_values(config, path)
     return config
+
+
+def _one_line(exc: Exception) -> str:
+    """An error while loading, on one line. OmegaConf's lead with the key they name, without
+    their trailer (``full_key: ...``, ``reference_type=...``, ``object_type=...``); a value
+    that is not one of a ``Literal`` key's names reads ``model.head='convv'; choose one of
+    capsules, conv``."""
+    if not isinstance(exc, OmegaConfBaseException):
+        return str(exc).replace("\n", "; ")
+    key = exc.full_key or ""
+    node = exc.child_node
+    if (isinstance(exc, ValidationError) and not isinstance(exc, InterpolationValidationError)
+            and isinstance(node, LiteralNode) and key):
+        return f"{key}={exc.value!r}; choose one of {', '.join(map(str, get_args(node.ref_type)))}"
+    trailer = ("full_key:", "reference_type=", "object_type=")
+    message = "; ".join(line.strip() for line in str(exc).splitlines()
+                        if line.strip() and not line.strip().startswith(trailer))
+    return f"{key}: {message}" if key and not key.startswith("<") else message
 
 
 def _config_file(path: str | Path) -> DictConfig:

@@ -27,6 +27,7 @@ from sparselabel.train.trainer import FINAL
 DEMO_SETTINGS = [
     "model.input_size=[64,64]",
     "model.head=conv",
+    "detection.trajectory_classes=true",
     "labels.initial_percent=5",
     "selection.budget=5%",
     "train.steps=400",

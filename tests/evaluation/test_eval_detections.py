@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from sparselabel.data import load_dataset
 from sparselabel.evaluation import frame_map, video_map
@@ -70,3 +71,14 @@ def test_fill_gaps_and_smoothing():
     np.testing.assert_allclose(filled[1], [1, 1, 0, 11, 10, 0.75])
     flat = smooth_tube(np.column_stack([np.arange(5), np.ones((5, 5))]), 3)
     np.testing.assert_allclose(flat[:, 1:], 1.0)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3])
+def test_smoothing_a_tube_shorter_than_the_window(length):
+    # np.convolve(mode="same") returns the window's length here: a tube of 1 frame became 5 rows.
+    tube = np.column_stack([np.arange(length), np.arange(length)[:, None] + np.ones((length, 5))])
+    out = smooth_tube(tube, 5)
+    assert out.shape == tube.shape
+    np.testing.assert_allclose(out[:, 1], np.full(length, tube[:, 1].mean()))
+    boxes = [np.array([[0, 0, 10, 10, 0.9]])] + [np.zeros((0, 5))] * 4  # a one-frame detection
+    assert link_tubes(boxes, LinkConfig(smooth=5, min_length=1))[0].shape == (1, 6)

@@ -272,10 +272,12 @@ def test_a_bad_setting_is_refused_when_the_command_starts(dataset, workspace, tm
 
 
 def test_the_encoder_choices_are_the_registered_encoders():
-    from sparselabel.config import CHOICES
+    from typing import get_args
+
+    from sparselabel.config import Encoder
     from sparselabel.models import ENCODERS
 
-    assert sorted(CHOICES["model.encoder"]) == sorted(ENCODERS)
+    assert sorted(get_args(Encoder)) == sorted(ENCODERS)
 
 
 # --- concurrent writers ---------------------------------------------------------------------------

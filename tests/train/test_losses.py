@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from sparselabel.labels.pseudo import frame_weights
-from sparselabel.train.losses import detector_loss, localization_loss, margin_loss, spread_loss
+from sparselabel.train.losses import (
+    detector_loss,
+    dice_loss,
+    localization_loss,
+    margin_loss,
+    spread_loss,
+)
 
 T, H, W = 8, 6, 5
 ANNOTATED = [2, 5]
@@ -117,3 +123,30 @@ def test_detector_loss_combines_both_parts() -> None:
     assert spread.item() > 0
     with pytest.raises(ValueError, match="classification"):
         detector_loss(output, labels, targets, w, classification="hinge")
+
+
+def test_dice_is_per_frame_overlap_whatever_the_actor_size() -> None:
+    targets = torch.zeros(1, 2, 20, 20)
+    targets[0, 0, :2, :2] = 1  # a small actor
+    targets[0, 1, :10, :10] = 1  # a large one
+    kept = torch.zeros_like(targets)
+    kept[0, 0, :1, :2], kept[0, 1, :5, :10] = 1, 1  # the top half of each actor found, with certainty
+    half = torch.where(kept > 0, 50.0, -50.0)
+    per_frame = [dice_loss(half[:, t:t + 1], targets[:, t:t + 1], torch.ones(1, 1)).item() for t in range(2)]
+    assert per_frame[0] == pytest.approx(per_frame[1], abs=0.1)  # BCE would differ 25-fold
+    bce = [localization_loss(half[:, t:t + 1], targets[:, t:t + 1], torch.ones(1, 1)).item() for t in range(2)]
+    assert bce[1] > 10 * bce[0]
+
+
+def test_dice_weights_frames_like_the_bce_and_is_off_at_zero() -> None:
+    logits, targets = logits_and_targets()
+    w = weights("mask")
+    only_weighted = dice_loss(logits, targets, w)
+    scrambled = logits.detach().clone()
+    scrambled[:, [0, 1, 3]] = 9.0  # frames of weight 0 under "mask"
+    assert dice_loss(scrambled, targets, w) == pytest.approx(only_weighted.item())
+    out = SimpleNamespace(class_scores=torch.full((2, 3), 0.5), fg_logits=logits)
+    labels = torch.tensor([0, 1])
+    off, parts = detector_loss(out, labels, targets, w)
+    on, parts_on = detector_loss(out, labels, targets, w, dice_weight=2.0)
+    assert "dice" not in parts and on.item() == pytest.approx(off.item() + 2.0 * parts_on["dice"].item())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from support import ArrayVideo
 
@@ -11,6 +12,7 @@ from sparselabel.models import build_detector
 from sparselabel.scoring.predict import predict_video
 from sparselabel.train.clips import colour_jitter
 from sparselabel.train.losses import actor_clips, detector_loss, margin_loss
+from sparselabel.train.runner import DistEnv, make_optimizer, run_steps
 
 
 def test_actor_clips_are_those_whose_weighted_frames_show_foreground() -> None:
@@ -81,3 +83,43 @@ def test_classify_from_needs_the_conv_head() -> None:
 
     with pytest.raises(ValueError, match="conv head"):
         build_detector("small3d", num_classes=4, pretrained=False, head="capsules", classify_from="silhouette")
+
+
+def test_weight_decay_reaches_weight_matrices_and_kernels_only() -> None:
+    model = build_detector("small3d", num_classes=3, pretrained=False)  # capsule head: betas too
+    decayed, free = make_optimizer(model, lr=0.01, weight_decay=0.1).param_groups
+    assert decayed["weight_decay"] == 0.1 and free["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decayed["params"]) and all(p.ndim < 2 for p in free["params"])
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {"class_caps.beta_u", "class_caps.beta_a"} <= {names[id(p)] for p in free["params"]}
+    assert len(decayed["params"]) + len(free["params"]) == len(list(model.parameters()))
+    model.encoder.requires_grad_(False)  # a frozen encoder's weights are not handed to the optimiser
+    assert sum(len(g["params"]) for g in make_optimizer(model, 0.01, 0.1).param_groups) == sum(
+        p.requires_grad for p in model.parameters())
+
+
+def test_gradients_are_clipped_to_the_global_norm(tmp_path) -> None:
+    net = torch.nn.Linear(4, 1)
+    batches = [{"x": torch.full((2, 4), 100.0)} for _ in range(3)]
+
+    def losses(step, batch):
+        loss = net(batch["x"]).square().mean()
+        return loss, {}
+
+    def norm_after(clip: float) -> float:
+        run_steps(net, make_optimizer(net, 1e-3, 0.0), batches, start=0, steps=3, losses=losses,
+                  lr=lambda step: 1e-3, seed=(0, 0), env=DistEnv(), run_dir=tmp_path, checkpoint=lambda s: None,
+                  checkpoint_every=10, batch_size=2, desc="t", grad_clip=clip)
+        return float(torch.cat([p.grad.flatten() for p in net.parameters()]).norm())
+
+    assert norm_after(0.0) > 10
+    assert norm_after(1.0) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_small3d_time_strides_keep_every_frame_at_the_fine_level() -> None:
+    clip = torch.zeros(1, 3, 8, 32, 32)
+    default = build_detector("small3d", 3, head="conv").encode(clip)
+    kept = build_detector("small3d", 3, head="conv", time_strides=(1, 2, 2)).encode(clip)
+    assert default.fine.shape[2] == 4 and kept.fine.shape[2] == 8 and kept.deep.shape[2] == 2
+    out = build_detector("small3d", 3, head="conv", time_strides=(1, 2, 2))(clip)
+    assert out.fg_logits.shape == (1, 8, 32, 32)

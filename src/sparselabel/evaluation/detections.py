@@ -100,10 +100,14 @@ def fill_gaps(tube: np.ndarray) -> np.ndarray:
 
 def smooth_tube(tube: np.ndarray, window: int) -> np.ndarray:
     """Moving average of boxes and scores (edges use the frames available)."""
-    kernel = np.ones(window)
-    counts = np.convolve(np.ones(len(tube)), kernel, mode="same")
-    smoothed = [np.convolve(tube[:, c], kernel, mode="same") / counts for c in range(1, 6)]
-    return np.column_stack([tube[:, 0], *smoothed])
+    kernel, start = np.ones(window), (window - 1) // 2
+
+    def window_sums(values: np.ndarray) -> np.ndarray:
+        # "full" then cut, not mode="same", which returns the kernel's length for a tube shorter than it.
+        return np.convolve(values, kernel, mode="full")[start : start + len(values)]
+
+    counts = window_sums(np.ones(len(tube)))
+    return np.column_stack([tube[:, 0], *(window_sums(tube[:, c]) / counts for c in range(1, 6))])
 
 
 def viterbi_states(evidence: np.ndarray, switch_prob: float) -> np.ndarray:

@@ -13,10 +13,13 @@ sigma -> inf limit (every frame counts fully).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import get_args
 
 import numpy as np
 
-LOSSES = ("mgw", "mask", "interp")
+from sparselabel.config import Loss
+
+LOSSES = get_args(Loss)  # ("mgw", "mask", "interp"), the values of train.loss
 DEFAULT_SIGMA = 1.3
 
 

@@ -27,8 +27,13 @@ from tqdm import tqdm
 from sparselabel.data.dataset import Video
 from sparselabel.errors import SparseLabelError
 from sparselabel.evaluation import frame_map, video_map
-from sparselabel.evaluation.detections import LinkConfig, act_detections
+from sparselabel.evaluation.detections import LinkConfig, act_detections, frame_boxes, link_tubes
 from sparselabel.evaluation.masks import evaluate_sequence
+from sparselabel.evaluation.trajectory import (
+    combined_scores,
+    fit_trajectory_classifier,
+    tube_features,
+)
 from sparselabel.faults import fault_point
 from sparselabel.jsonio import write_json
 from sparselabel.loop.workspace import POOL, TEST, Workspace
@@ -108,6 +113,8 @@ def predict_step(workspace: Workspace, run: str | None = None, split: str = "all
     out.mkdir(parents=True, exist_ok=True)
     spec = clip_spec(config, augment=False)
     videos = videos_of(workspace, split)
+    if (link or config.detection).trajectory_classes and split == TEST:  # the classifier is fitted on the pool
+        videos = videos_of(workspace, "all")
     cache = workspace_cache(workspace, models[0], [workspace.dataset.videos[v] for v in videos], device)
     pool = set(workspace.ledger.videos(POOL)) if config.detection.pool_label else set()
     for vid in tqdm(videos[env.rank :: env.world], desc="predict", unit="video", disable=None if env.is_main else True):
@@ -117,9 +124,42 @@ def predict_step(workspace: Workspace, run: str | None = None, split: str = "all
                                cache, label, actor_weighted=config.train.classify_actor_clips).save(out)
     _barrier(env)
     if env.is_main:
+        if (link or config.detection).trajectory_classes:
+            classify_trajectories(workspace, out, videos, link or config.detection)
         write_detections(out, videos, link or config.detection)
     _barrier(env)
     return out
+
+
+def classify_trajectories(workspace: Workspace, folder: Path, videos: list[str], link: LinkConfig) -> None:
+    """Fit the trajectory classifier on the pool's tubes (their videos' classes are the user's)
+    and make every video's class scores the product of the network's and its tubes'
+    (evaluation.trajectory). The classifier and both scores go to ``trajectory.json``.
+
+    Runs on freshly predicted maps (``predict_step`` rewrites every file first), so running
+    it again gives the same files. Nothing changes without two labelled classes in the pool.
+    """
+    dataset, pool, stored = workspace.dataset, set(workspace.ledger.videos(POOL)), StoredPredictions(folder)
+
+    def long_tubes(vid: str) -> list[np.ndarray]:
+        fg, _, size = stored[vid]
+        return [t for t in link_tubes(frame_boxes(fg, size, link), link) if len(t) >= link.trajectory_min_length]
+
+    tubes = {v: long_tubes(v) for v in videos}
+    train = [(tube_features(t), dataset.videos[v].label) for v in videos if v in pool and dataset.videos[v].label >= 0
+             for t in tubes[v]]
+    if len({label for _, label in train}) < 2:
+        return
+    classifier = fit_trajectory_classifier(np.stack([f for f, _ in train]), np.array([lab for _, lab in train]),
+                                           len(workspace.ledger.classes))
+    record = {"classifier": classifier.to_json(), "videos": {}}
+    for vid in videos:
+        prediction = VideoPrediction.load(folder, vid)
+        moving = classifier.video_scores(tubes[vid])
+        record["videos"][vid] = {"network": prediction.class_scores.tolist(),
+                                 "trajectory": None if moving is None else moving.tolist()}
+        replace(prediction, class_scores=combined_scores(prediction.class_scores, moving)).save(folder)
+    write_json(record, folder / "trajectory.json")
 
 
 def workspace_cache(workspace: Workspace, model, videos: list[Video], device) -> FeatureCache | None:

@@ -24,7 +24,7 @@ ENCODERS: Registry[Callable[..., EncoderSpec]] = Registry("encoder", {
     "i3d": i3d_encoder,  # the paper's: I3D up to Mixed_4f, Kinetics-400 weights
 })
 
-ENCODER_OPTIONS = {"variant", "weights", "cache_dir", "widths"}
+ENCODER_OPTIONS = {"variant", "weights", "cache_dir", "widths", "time_strides"}
 
 
 def build_detector(
@@ -65,6 +65,11 @@ def detector_from_config(model: ModelConfig, num_classes: int, pretrained: bool 
         if model.encoder != "small3d" or len(model.widths) != 3:
             raise ValueError(f"model.widths={list(model.widths)}: three stage widths, for model.encoder=small3d only")
         options["widths"] = tuple(model.widths)
+    if model.time_strides:
+        if model.encoder != "small3d" or len(model.time_strides) != 3:
+            raise ValueError(f"model.time_strides={list(model.time_strides)}: three stage strides, "
+                             "for model.encoder=small3d only")
+        options["time_strides"] = tuple(model.time_strides)
     return build_detector(model.encoder, num_classes=num_classes,
                           pretrained=model.pretrained if pretrained is None else pretrained,
                           dropout=model.dropout, freeze_bn=model.pretrained, head=model.head, **options)

@@ -21,11 +21,13 @@ in the same places (after the encoder, before the last layer). What differs:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from sparselabel.config import ClassifyFrom
 
 if TYPE_CHECKING:
     from sparselabel.models.detector import EncodedClip
@@ -36,7 +38,7 @@ def _block(in_channels: int, out_channels: int, kernel: tuple[int, int, int] = (
                          nn.GroupNorm(min(8, out_channels), out_channels), nn.ReLU(inplace=True))
 
 
-CLASSIFY_FROM = ("features", "silhouette", "both")
+CLASSIFY_FROM = get_args(ClassifyFrom)
 
 
 class ConvHead(nn.Module):

@@ -33,11 +33,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import get_args
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparselabel.config import Head
 from sparselabel.models.capsules import ClassCapsules, PrimaryCaps
 from sparselabel.models.conv_head import ConvHead
 from sparselabel.models.i3d import I3D
@@ -45,7 +48,7 @@ from sparselabel.models.small3d import Small3D
 from sparselabel.models.weights import WeightsDownloadError, i3d_from_pretrained
 
 Triple = tuple[int, int, int]
-HEADS = ("capsules", "conv")  # the paper's capsule head | a plain conv head (models/conv_head.py)
+HEADS = get_args(Head)  # the paper's capsule head | a plain conv head (models/conv_head.py)
 
 # --------------------------------------------------------------------------------------
 # Encoders
@@ -113,12 +116,14 @@ def i3d_encoder(
     return EncoderSpec(module, I3D_ENDPOINTS, channels, strides, primary_kernel=9)
 
 
-def small3d_encoder(pretrained: bool = False, widths: Sequence[int] = (16, 32, 64)) -> EncoderSpec:
+def small3d_encoder(pretrained: bool = False, widths: Sequence[int] = (16, 32, 64),
+                    time_strides: Sequence[int] = (2, 2, 2)) -> EncoderSpec:
     """The small CPU backbone. It has no pretrained weights: ``pretrained`` is ignored."""
     del pretrained
-    module = Small3D(widths=widths)
+    module = Small3D(widths=widths, time_strides=time_strides)
     channels = tuple(module.out_channels[name] for name in module.endpoints)
-    strides = ((2, 2, 2), (4, 4, 4), (8, 8, 8))
+    times = np.cumprod(time_strides).tolist()
+    strides = ((times[0], 2, 2), (times[1], 4, 4), (times[2], 8, 8))
     # 3x3 keeps small clips usable: a 64x64 input gives an 8x8 deep map -> 6x6 capsules.
     return EncoderSpec(module, module.endpoints, channels, strides, primary_kernel=3)
 

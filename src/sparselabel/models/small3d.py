@@ -20,7 +20,7 @@ from torch import Tensor, nn
 ENDPOINTS = ("stage1", "stage2", "stage3")
 
 
-def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+def _conv_block(in_channels: int, out_channels: int, stride: int | tuple[int, int, int]) -> nn.Sequential:
     """3x3x3 conv (padding 1) -> GroupNorm -> ReLU."""
     return nn.Sequential(
         nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
@@ -32,17 +32,24 @@ def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequenti
 class Small3D(nn.Module):
     """stage1 (1/2, widths[0] ch) -> stage2 (1/4, widths[1]) -> stage3 (1/8, widths[2]).
 
+    ``time_strides`` are the stages' strides in time (2, 2, 2 by default, like the spatial
+    ones). With a first stride of 1 the fine map keeps every frame of the clip, so the
+    decoder's per-frame masks are not interpolated in time between two sampled frames
+    (which blurs a moving actor over both positions).
+
     Stage 1 is a single strided conv; stages 2 and 3 are a strided conv followed by a
     stride-1 conv, which gives the deep map a 15-pixel receptive field per input pixel
     at 1/8 resolution. About 0.2 M parameters with the default widths.
     """
 
-    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (16, 32, 64)):
+    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (16, 32, 64),
+                 time_strides: Sequence[int] = (2, 2, 2)):
         super().__init__()
         w1, w2, w3 = widths
-        self.stage1 = _conv_block(in_channels, w1, stride=2)
-        self.stage2 = nn.Sequential(_conv_block(w1, w2, stride=2), _conv_block(w2, w2, stride=1))
-        self.stage3 = nn.Sequential(_conv_block(w2, w3, stride=2), _conv_block(w3, w3, stride=1))
+        t1, t2, t3 = time_strides
+        self.stage1 = _conv_block(in_channels, w1, stride=(t1, 2, 2))
+        self.stage2 = nn.Sequential(_conv_block(w1, w2, stride=(t2, 2, 2)), _conv_block(w2, w2, stride=1))
+        self.stage3 = nn.Sequential(_conv_block(w2, w3, stride=(t3, 2, 2)), _conv_block(w3, w3, stride=1))
         self.out_channels = {"stage1": w1, "stage2": w2, "stage3": w3}
         self.endpoints = ENDPOINTS
         self.final_endpoint = ENDPOINTS[-1]

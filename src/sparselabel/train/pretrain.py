@@ -60,6 +60,7 @@ from sparselabel.train.runner import (
     learning_rate,
     load_checkpoint,
     logged_records,
+    make_optimizer,
     pick_device,
     run_steps,
     save_atomic,
@@ -242,7 +243,8 @@ def settings(config: Config, task: str) -> dict:
     return {"task": task, "seed": config.seed, "steps": p.steps, "batch_size": p.batch_size, "lr": p.lr,
             "encoder": m.encoder, "pretrained": m.pretrained, "clip_length": m.clip_length,
             "clip_stride": m.clip_stride, "input_size": list(m.input_size), "augment": config.train.augment,
-            "clips_per_video": config.train.clips_per_video, "weight_decay": config.train.weight_decay}
+            "clips_per_video": config.train.clips_per_video, "weight_decay": config.train.weight_decay,
+            "grad_clip": config.train.grad_clip}
 
 
 def pretrain_workspace(workspace, config: Config | None = None, task: str | None = None) -> PretrainResult:
@@ -263,7 +265,7 @@ def pretrain(videos: list[Video], config: Config, task: str, run_dir: Path) -> P
         return PretrainResult(run_dir, run_dir / ENCODER, config.pretrain.steps, *last_logged(run_dir), True)
     cfg, device = config.pretrain, pick_device(config.train.device, env)
     net = pretrain_net(config, task).to(device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=config.train.weight_decay)
+    optimizer = make_optimizer(net, cfg.lr, config.train.weight_decay)
     start = load_checkpoint(run_dir / CHECKPOINT, net, optimizer, device)
     if env.is_main:
         truncate_metrics(run_dir / METRICS, start)
@@ -302,6 +304,7 @@ def _run_steps(wrapped: nn.Module, net: PretrainNet, optimizer, loader, config: 
               lr=lambda step: learning_rate(cfg, step),  # type: ignore[arg-type]
               seed=(config.seed, 3), env=env, run_dir=run_dir, checkpoint=checkpoint,
               checkpoint_every=config.train.checkpoint_every, batch_size=cfg.batch_size, desc="pretrain",
+              grad_clip=config.train.grad_clip,
               shown=("loss", "accuracy"))
 
 

@@ -106,15 +106,29 @@ class StepBatches:
         return keys[self.env.rank :: self.env.world]
 
 
+def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over ``module``'s trainable parameters, decaying only weight matrices and kernels.
+
+    Biases, norm scales and the capsules' per-class betas (every parameter of fewer than two
+    dimensions) are offsets and scales, not directions: decaying them only pulls them to 0
+    (as nanoGPT groups them).
+    """
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+
+
 def run_steps(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[dict], *,
               start: int, steps: int, losses: Callable[[int, dict], Losses], lr: Callable[[int], float],
               seed: tuple[int, int], env: DistEnv, run_dir: Path, checkpoint: Callable[[int], None],
               checkpoint_every: int, batch_size: int, desc: str, shown: tuple[str, ...] = ("loss",),
-              after_step: Callable[[int], None] | None = None) -> float | None:
+              after_step: Callable[[int], None] | None = None, grad_clip: float = 0.0) -> float | None:
     """The optimiser loop of training and pretraining; returns the last step's loss.
 
     Each step re-seeds dropout from (``seed``, step, rank) (``seed`` = (config seed, stream)),
-    sets the step's learning rate, minimises ``losses(step, batch)``, appends a record to
+    sets the step's learning rate, minimises ``losses(step, batch)`` (gradients clipped to a
+    global norm of ``grad_clip`` unless it is 0), appends a record to
     ``metrics.jsonl`` (the loss and its parts averaged over processes, clips/s), then calls
     ``after_step`` and, every ``checkpoint_every`` steps and at the end, ``checkpoint``
     (rank 0) with the steps done.
@@ -130,6 +144,8 @@ def run_steps(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: I
             total, parts = losses(step, batch)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
+            if grad_clip > 0:  # one bad batch (a frame of a few pixels, a huge loss) cannot undo the run
+                torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
             optimizer.step()
             now = time.perf_counter()
             record = {"step": step + 1, "lr": optimizer.param_groups[0]["lr"],
@@ -189,7 +205,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         state = torch.load(path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, KeyError, EOFError) as exc:
+    except (RuntimeError, KeyError, EOFError, ValueError) as exc:
         raise SparseLabelError(f"cannot resume from checkpoint ({exc}); use --restart", path) from exc
     return int(state["step"])
 

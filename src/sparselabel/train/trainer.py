@@ -45,6 +45,7 @@ from sparselabel.train.runner import (
     last_logged_loss,
     learning_rate,
     load_checkpoint,
+    make_optimizer,
     pick_device,
     run_steps,
     save_atomic,
@@ -109,8 +110,7 @@ def train(labels: list[VideoLabels], num_classes: int, config: Config, run_dir: 
         model.freeze_encoder()
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     start = 0 if restart else load_checkpoint(run_dir / CHECKPOINT, model, optimizer, device)
     if start >= cfg.steps:
         if env.is_main and not (run_dir / FINAL).exists():  # killed after the last checkpoint
@@ -176,7 +176,7 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
             output = net(model_inputs(batch), labels=batch["label"])
         clip_weights = actor_clips(batch["target"], batch["weight"]) if cfg.classify_actor_clips else None
         total, parts = detector_loss(output, batch["label"], batch["target"], batch["weight"],
-                                     localization_weight=cfg.localization_weight,
+                                     localization_weight=cfg.localization_weight, dice_weight=cfg.dice_weight,
                                      weight_total=global_weight_total(batch["weight"], env),
                                      clip_weights=clip_weights)
         if cfg.consistency_weight > 0:  # off: no extra pass, the same computation as without it
@@ -191,7 +191,7 @@ def _run_steps(net, model, optimizer, loader, config: Config, env: DistEnv, devi
     return run_steps(net, optimizer, loader, start=start, steps=cfg.steps, losses=losses,
                      lr=lambda step: learning_rate(cfg, step), seed=(config.seed, 2), env=env, run_dir=run_dir,
                      checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, batch_size=cfg.batch_size,
-                     desc="train", after_step=lambda steps_done: save_snapshot_if_due(run_dir, model, config,
+                     desc="train", grad_clip=cfg.grad_clip, after_step=lambda steps_done: save_snapshot_if_due(run_dir, model, config,
                                                                                       steps_done, env))
 
 
