@@ -140,6 +140,7 @@ def classify_trajectories(workspace: Workspace, folder: Path, videos: list[str],
     it again gives the same files. Nothing changes without two labelled classes in the pool.
     """
     dataset, pool, stored = workspace.dataset, set(workspace.ledger.videos(POOL)), StoredPredictions(folder)
+    (folder / "trajectory.json").unlink(missing_ok=True)  # an earlier prediction's, about other maps
 
     def long_tubes(vid: str) -> list[np.ndarray]:
         fg, _, size = stored[vid]
