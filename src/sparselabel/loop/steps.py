@@ -112,9 +112,9 @@ def predict_step(workspace: Workspace, run: str | None = None, split: str = "all
     out = workspace.root / "predictions" / run
     out.mkdir(parents=True, exist_ok=True)
     spec = clip_spec(config, augment=False)
-    videos = videos_of(workspace, split)
-    if (link or config.detection).trajectory_classes and split == TEST:  # the classifier is fitted on the pool
-        videos = videos_of(workspace, "all")
+    link = link or config.detection
+    # The trajectory classifier is fitted on the pool's tubes: predicting the test split needs them.
+    videos = videos_of(workspace, "all" if link.trajectory_classes and split == TEST else split)
     cache = workspace_cache(workspace, models[0], [workspace.dataset.videos[v] for v in videos], device)
     pool = set(workspace.ledger.videos(POOL)) if config.detection.pool_label else set()
     for vid in tqdm(videos[env.rank :: env.world], desc="predict", unit="video", disable=None if env.is_main else True):
@@ -124,9 +124,9 @@ def predict_step(workspace: Workspace, run: str | None = None, split: str = "all
                                cache, label, actor_weighted=config.train.classify_actor_clips).save(out)
     _barrier(env)
     if env.is_main:
-        if (link or config.detection).trajectory_classes:
-            classify_trajectories(workspace, out, videos, link or config.detection)
-        write_detections(out, videos, link or config.detection)
+        if link.trajectory_classes:
+            classify_trajectories(workspace, out, videos, link)
+        write_detections(out, videos, link)
     _barrier(env)
     return out
 

@@ -61,15 +61,13 @@ def detector_from_config(model: ModelConfig, num_classes: int, pretrained: bool 
     options: dict[str, Any] = {"primary_kernel": model.primary_kernel} if model.primary_kernel else {}
     if model.classify_from != "features":
         options["classify_from"] = model.classify_from
-    if model.widths:
-        if model.encoder != "small3d" or len(model.widths) != 3:
-            raise ValueError(f"model.widths={list(model.widths)}: three stage widths, for model.encoder=small3d only")
-        options["widths"] = tuple(model.widths)
-    if model.time_strides:
-        if model.encoder != "small3d" or len(model.time_strides) != 3:
-            raise ValueError(f"model.time_strides={list(model.time_strides)}: three stage strides, "
-                             "for model.encoder=small3d only")
-        options["time_strides"] = tuple(model.time_strides)
+    for name in ("widths", "time_strides"):  # the small encoder's per-stage lists
+        values = getattr(model, name)
+        if values:
+            if model.encoder != "small3d" or len(values) != 3:
+                raise ValueError(f"model.{name}={list(values)}: one value per stage (three), "
+                                 "for model.encoder=small3d only")
+            options[name] = tuple(values)
     return build_detector(model.encoder, num_classes=num_classes,
                           pretrained=model.pretrained if pretrained is None else pretrained,
                           dropout=model.dropout, freeze_bn=model.pretrained, head=model.head, **options)

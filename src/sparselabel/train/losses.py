@@ -101,7 +101,11 @@ def localization_loss(
             f"frame_weights {tuple(frame_weights.shape)} do not match (B, T) = {tuple(fg_logits.shape[:2])}"
         )
     bce = F.binary_cross_entropy_with_logits(fg_logits.float(), targets.float(), reduction="none")
-    per_frame = bce.mean(dim=(2, 3))  # (B, T)
+    return _frame_weighted_mean(bce.mean(dim=(2, 3)), frame_weights, weight_total)
+
+
+def _frame_weighted_mean(per_frame: Tensor, frame_weights: Tensor, weight_total: Tensor | None) -> Tensor:
+    """sum w_bt l_bt / (the batch's weight sum, or ``weight_total``), as ``localization_loss`` describes."""
     weights = frame_weights.to(per_frame.dtype)
     total = weights.sum() if weight_total is None else weight_total.to(per_frame.dtype)
     # (w * l).sum() is an exact 0 with a zero gradient when every w is 0; only the
@@ -121,9 +125,7 @@ def dice_loss(fg_logits: Tensor, targets: Tensor, frame_weights: Tensor, weight_
     target = targets.float()
     overlap = (prob * target).sum(dim=(2, 3))
     per_frame = 1 - (2 * overlap + 1) / (prob.sum(dim=(2, 3)) + target.sum(dim=(2, 3)) + 1)
-    weights = frame_weights.to(per_frame.dtype)
-    total = weights.sum() if weight_total is None else weight_total.to(per_frame.dtype)
-    return (weights * per_frame).sum() / torch.where(total > 0, total, torch.ones_like(total))
+    return _frame_weighted_mean(per_frame, frame_weights, weight_total)
 
 
 def detector_loss(
