@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sparselabel.config import load_config
-from sparselabel.data.synthetic import generate, synth_config
+from sparselabel.data.synthetic import DIFFICULTIES, generate, synth_config
 from sparselabel.demo import DEMO_SETTINGS, DIFFICULTY
 from sparselabel.evaluation import frame_map, video_map
 from sparselabel.evaluation.detections import LinkConfig, act_detections
@@ -151,7 +151,7 @@ def _mean_std(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--difficulty", default=DIFFICULTY, choices=("easy", "medium", "hard"))
+    parser.add_argument("--difficulty", default=DIFFICULTY, choices=tuple(DIFFICULTIES))
     parser.add_argument("--old-recipe", action="store_true", help="the capsule-head recipe before issue 12")
     parser.add_argument("--videos", type=int, nargs="+", default=[160])
     parser.add_argument("--steps", type=int, nargs="+", default=[400, 1200])

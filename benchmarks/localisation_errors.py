@@ -16,6 +16,7 @@ Results: benchmarks/results/localisation-errors.json (and the table, printed).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -89,14 +90,26 @@ def main() -> None:
                 raise SystemExit(f"error: {root}: no such workspace; run benchmarks/learning_curve.py first")
             with Workspace.open(root) as ws:
                 per_seed.append(shares(ws))
-        rows.append({"tag": tag, "steps": args.steps, "seeds": args.seeds,
+        rows.append({"difficulty": args.difficulty, "tag": tag, "steps": args.steps, "seeds": args.seeds,
                      **{k: [s[k] for s in per_seed] for k in TRUTH + ALARMS}})
     head = f"{'workspaces':>24} " + " ".join(f"{k:>18}" for k in TRUTH + ALARMS)
     print(head + "\n" + "-" * len(head))
     for row in rows:
         print(f"{row['tag']:>24} " + " ".join(
             f"{100 * np.mean(row[k]):>11.1f}+-{100 * np.std(row[k]):<5.1f}" for k in TRUTH + ALARMS))
-    write_json(rows, Path(__file__).parent / "results" / "localisation-errors.json")
+    write_json(merged(rows, Path(__file__).parent / "results" / "localisation-errors.json"),
+               Path(__file__).parent / "results" / "localisation-errors.json")
+
+
+def merged(rows: list[dict], path: Path) -> list[dict]:
+    """The rows already in ``path`` (rows without a difficulty were measured on the earlier
+    ``medium``, now ``medium1``), with those of the same data, tag and steps replaced."""
+    def key(row: dict) -> tuple:
+        return row.get("difficulty", "medium1"), row["tag"], row["steps"]
+
+    new = {key(row) for row in rows}
+    old = json.loads(path.read_text()) if path.exists() else []
+    return [r for r in old if key(r) not in new] + rows
 
 
 if __name__ == "__main__":

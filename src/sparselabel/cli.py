@@ -276,8 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "so datasets of other seeds can join one pool (default: none)")
     synth.add_argument("--difficulty", default="medium", choices=("easy", "medium", "hard"),
                        help="easy: 4 classes, one actor, no distractors, occluders or camera motion, 64x64; "
-                       "medium (the demo's): 4 classes, 1-2 smaller actors, at most one (standing) distractor "
-                       "and one occluder, tempo changes, camera pan and zoom, 64x64; hard: 8 classes, 1-3 "
+                       "medium (the demo's): 4 classes, 1-2 smaller actors that keep apart, at most one (standing) "
+                       "distractor and one fast occluder, tempo changes, camera pan and zoom, 64x64; hard: 8 classes, 1-3 "
                        "actors, 0-2 wandering distractors and occluders, 96x96 (default: %(default)s)")
     synth.add_argument("--size", type=int, help="frame width and height in pixels (default: the difficulty's)")
     synth.add_argument("--frames", type=int, nargs=2, metavar=("MIN", "MAX"),

@@ -58,6 +58,9 @@ class LinkConfig:
     # of tube kinematics fitted on the pool's tubes at every prediction; scores = network x trajectory.
     trajectory_classes: bool = False
     trajectory_min_length: int = 6  # frames; shorter tubes neither train nor vote
+    # With trajectory_classes: false reads the class from the tubes' motion alone (the network's
+    # scores only where a video has no tube), for data whose look says nothing of the action.
+    network_classes: bool = True
 
 
 @dataclass
@@ -187,6 +190,7 @@ class LoopConfig:
     # true: start from the previous cycle's weights (cheaper; needs fewer train.steps).
     warm_start: bool = False
     warm_start_steps: int = 0  # with warm_start: train.steps of the cycles after 0 (0: train.steps)
+    warm_start_lr: float = 0.0  # with warm_start: train.lr of the cycles after 0 (0: train.lr)
     dense_recovery: bool = True  # also score the model on the pool's unannotated frames
     # A growing pool, from the config: these datasets' videos join the pool before cycle
     # ``add_at_cycle`` is trained (as ``sparselabel add-videos`` does by hand).
@@ -262,6 +266,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "loop.cycles": AT_LEAST_0,
     "loop.until_v_map": FRACTION,
     "loop.warm_start_steps": AT_LEAST_0,
+    "loop.warm_start_lr": AT_LEAST_0,
     "loop.add_at_cycle": AT_LEAST_0,
     "serve.train_every": AT_LEAST_0,
     "detection.threshold": (0, 1, False, False),

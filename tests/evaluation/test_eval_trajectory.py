@@ -64,10 +64,14 @@ def test_combined_scores_are_the_normalised_product() -> None:
     np.testing.assert_allclose(both, network * moving / (network * moving).sum(), rtol=1e-6)
     assert both.dtype == np.float32 and both.argmax() == 1
     assert combined_scores(network, None) is network
+    alone = combined_scores(network, moving, with_network=False)  # detection.network_classes=false
+    np.testing.assert_allclose(alone, moving, rtol=1e-6)
+    assert alone.dtype == np.float32
+    assert combined_scores(network, None, with_network=False) is network  # no tube: the network's
 
 
-@pytest.mark.parametrize("split", ["all", "test"])
-def test_predict_fits_on_the_pool_and_rewrites_every_videos_class_scores(tmp_path, split) -> None:
+@pytest.mark.parametrize("split, network", [("all", True), ("test", True), ("all", False)])
+def test_predict_fits_on_the_pool_and_rewrites_every_videos_class_scores(tmp_path, split, network) -> None:
     from sparselabel.loop.steps import current_run, predict_step, train_step
     from sparselabel.loop.workspace import Workspace
     from sparselabel.scoring.predict import VideoPrediction
@@ -76,7 +80,8 @@ def test_predict_fits_on_the_pool_and_rewrites_every_videos_class_scores(tmp_pat
     root = make_tiny_workspace(tmp_path, ["model.input_size=[32,32]", "model.clip_length=4", "model.head=conv",
                                           "train.steps=2", "train.batch_size=2", "labels.initial_percent=20",
                                           "detection.trajectory_classes=true", "detection.threshold=0.01",
-                                          "detection.trajectory_min_length=3"], num_videos=4)
+                                          "detection.trajectory_min_length=3",
+                                          f"detection.network_classes={str(network).lower()}"], num_videos=4)
     ws = Workspace.open(root)
     train_step(ws)
     folder = predict_step(ws, current_run(ws), split=split)
@@ -85,7 +90,7 @@ def test_predict_fits_on_the_pool_and_rewrites_every_videos_class_scores(tmp_pat
     first = {}
     for vid, scores in record["videos"].items():
         stored = VideoPrediction.load(folder, vid).class_scores
-        expected = combined_scores(np.float32(scores["network"]), np.array(scores["trajectory"]))
+        expected = combined_scores(np.float32(scores["network"]), np.array(scores["trajectory"]), network)
         np.testing.assert_allclose(stored, expected, rtol=1e-6)
         first[vid] = stored
     predict_step(ws, current_run(ws), split=split)  # again: from fresh maps, the same files

@@ -42,12 +42,18 @@ def test_a_second_strategy_reuses_the_identical_cycle_0_model(tmp_path: Path) ->
     assert not share_first_model(apu, random)  # already has one
 
 
-def test_warm_started_cycles_train_warm_start_steps(tmp_path: Path) -> None:
-    ws = workspace(tmp_path, "warm", ["loop.warm_start=true", "loop.warm_start_steps=2"])
+def test_warm_started_cycles_train_warm_start_steps_at_warm_start_lr(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "warm", ["loop.warm_start=true", "loop.warm_start_steps=2", "train.lr=0.002",
+                                      "loop.warm_start_lr=0.0005"])
     run_loop(ws)
-    steps = [json.loads(line)["step"] for line in (ws.root / "runs/cycle-001" / METRICS).read_text().splitlines()]
-    assert steps == [1, 2]
-    assert len((ws.root / "runs/cycle-000" / METRICS).read_text().splitlines()) == 4
+
+    def records(run: str) -> list[dict]:
+        return [json.loads(line) for line in (ws.root / "runs" / run / METRICS).read_text().splitlines()]
+
+    assert [r["step"] for r in records("cycle-001")] == [1, 2]
+    assert len(records("cycle-000")) == 4
+    assert records("cycle-000")[0]["lr"] == pytest.approx(0.002)  # the first step, after a one-step warm-up
+    assert max(r["lr"] for r in records("cycle-001")) == pytest.approx(0.0005)
 
 
 def test_the_demo_refuses_a_folder_of_a_demo_with_other_settings(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ construction guarantees that a single frame cannot tell the classes apart:
   starting state is drawn uniformly over one whole folding period, so at ANY
   fixed frame the state is exactly uniform on the same box for every class:
   position, size and orientation marginals on one frame do not depend on the
-  class. Only how the state changes between frames does.
+  class. Only how the state changes between frames does. (With ``actor_gap`` a
+  second actor is redrawn until it keeps clear of the first, which makes the two
+  actors' positions depend on each other; a single actor's stay uniform.)
 
 Around the actors, the nuisances of real footage: a textured background larger
 than the frame, a camera that pans and zooms, moving distractors that look like
@@ -196,6 +198,14 @@ class SynthConfig:
     # drift: distractors wander at random (only motion tells them from actors); still: they
     # stand still in the scene (they move with the camera only), as bystanders do.
     distractor_motion: str = "drift"
+    # None: actors may overlap. A number: on every frame they share, two actors' boxes stay at
+    # least this fraction of S apart (a later actor is redrawn until it keeps clear of the
+    # earlier ones, up to ACTOR_TRIES times), so that touching actors never merge into one
+    # box when maps are decoded.
+    actor_gap: float | None = None
+    # How fast an occluder (a post) sweeps across, fraction of S per frame: with slow posts an
+    # actor stays half hidden for most of its tube; fast ones hide a stretch of it.
+    occluder_speed: tuple[float, float] = (0.01, 0.025)
     name: str = "synthetic"
     codec: str = "libx264"
 
@@ -220,7 +230,7 @@ class SynthConfig:
             lo, hi = getattr(self, name)
             if not (0 <= lo <= hi and (name != "actors" or lo >= 1)):
                 return f"{name} range {(lo, hi)} is not a valid inclusive range"
-        for name in ("tube_fraction", "actor_scale", "actor_aspect", "camera_zoom"):
+        for name in ("tube_fraction", "actor_scale", "actor_aspect", "camera_zoom", "occluder_speed"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 return f"{name} range {(lo, hi)} must have 0 < low <= high"
@@ -229,6 +239,8 @@ class SynthConfig:
         if not (self.motion_scale > 0 and self.tempo_variation >= 0 and self.distractor_motion in ("drift", "still")):
             return (f"need motion_scale > 0, tempo_variation >= 0 and distractor_motion drift or still, got "
                     f"{self.motion_scale}, {self.tempo_variation}, {self.distractor_motion!r}")
+        if self.actor_gap is not None and not 0 <= self.actor_gap < 0.5:
+            return f"actor_gap must be None or in [0, 0.5), got {self.actor_gap}"
         if not 0 <= self.test_fraction < 1:
             return f"test_fraction must be in [0, 1), got {self.test_fraction}"
         # An actor's centre must stay inside the frame under any camera: then a box is never empty.
@@ -246,11 +258,13 @@ class SynthConfig:
 
 
 # Difficulty presets (``sparselabel synth --difficulty``): changes to SynthConfig's defaults.
-# Chosen by measurement (benchmarks/RESULTS.md, "Learning"); see the knobs' comments above.
-# "hard" is the default above. Decoding foreground maps into boxes cannot separate actors
-# that touch, so the share of frames where actors overlap caps f-mAP even for perfect maps
-# (benchmarks/learning_curve.py prints that ceiling): 50.7% f-mAP / 38.8% v-mAP@0.5 for
-# "hard" at 64 x 64, 82.4% / 76.4% with 1-2 smaller actors ("medium"), 100% with one actor.
+# Chosen by measurement (benchmarks/RESULTS.md, "A detector that learns"); see the knobs'
+# comments above. "hard" is the default above. Decoding foreground maps into boxes cannot
+# separate actors that touch, so the share of frames where actors overlap caps f-mAP even
+# for perfect maps (benchmarks/learning_curve.py prints that ceiling, on the test videos):
+# 55% f-mAP / 33% v-mAP@0.5 for "hard" at 64 x 64, 97.5% / 92% for "medium", whose 1-2
+# actors keep apart (actor_gap), 100% with one actor. Posts that sweep slowly hide most of
+# an actor's tube; "medium"'s fast ones hide a stretch (test f-mAP 35 -> 51, one seed).
 DIFFICULTIES: dict[str, dict] = {
     "easy": {"width": 64, "height": 64, "min_frames": 32, "max_frames": 48,
              "classes": ("slide_horizontal", "circle", "spin", "pulse"),
@@ -259,7 +273,8 @@ DIFFICULTIES: dict[str, dict] = {
     "medium": {"width": 64, "height": 64, "min_frames": 32, "max_frames": 48,
                "classes": ("slide_horizontal", "circle", "spin", "pulse"),
                "actors": (1, 2), "actor_scale": (0.08, 0.14), "distractors": (0, 1), "distractor_motion": "still",
-               "occluders": (0, 1), "motion_scale": 1.5, "tempo_variation": 0.5},
+               "occluders": (0, 1), "occluder_speed": (0.03, 0.05), "motion_scale": 1.5, "tempo_variation": 0.5,
+               "actor_gap": 0.05},
     "hard": {},
 }
 
@@ -457,7 +472,7 @@ def _occluder_track(
         texture_angle=0.0,
     )
     k = int(rng.integers(len(target.cx) // 4, 3 * len(target.cx) // 4 + 1))
-    speed = _sign(rng) * rng.uniform(0.01, 0.025) * cfg.scale
+    speed = _sign(rng) * rng.uniform(*cfg.occluder_speed) * cfg.scale
     return Track(
         start=0,
         cx=target.cx[k] + speed * (np.arange(num_frames) - (target.start + k)),
@@ -684,7 +699,7 @@ def render_video(
     for _ in range(int(rng.integers(cfg.actors[0], cfg.actors[1] + 1))):
         n = int(np.clip(round(rng.uniform(*cfg.tube_fraction) * num_frames), 2, num_frames - 2))
         start = int(rng.integers(1, num_frames - n))  # starts after frame 0, ends before the last
-        actors.append(_actor_track(rng, cfg, motion, start, n))
+        actors.append(_placed_actor(rng, cfg, motion, start, n, actors))
     distractors = [
         _distractor_track(rng, cfg, num_frames)
         for _ in range(int(rng.integers(cfg.distractors[0], cfg.distractors[1] + 1)))
@@ -707,6 +722,39 @@ def render_video(
     frames = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
     tubes = [Tube(label, a.frames, _boxes(a, camera, cfg), visible[id(a)]) for a in actors]
     return SynthVideo(video_id(index), label, frames, tubes, actors, camera)
+
+
+ACTOR_TRIES = 100
+
+
+def _placed_actor(rng: np.random.Generator, cfg: SynthConfig, motion: Motion, start: int, n: int,
+                  others: list[Track]) -> Track:
+    """An actor track that keeps ``cfg.actor_gap`` clear of ``others``; if no try of
+    ACTOR_TRIES does (two wide circles in a short video), the try with the fewest frames
+    too close."""
+    best, fewest = None, math.inf
+    for _ in range(ACTOR_TRIES):
+        track = _actor_track(rng, cfg, motion, start, n)
+        if cfg.actor_gap is None:
+            return track
+        close = sum(int(_close_frames(track, other, cfg.actor_gap * cfg.scale).sum()) for other in others)
+        if close < fewest:
+            best, fewest = track, close
+        if close == 0:
+            break
+    return best
+
+
+def _close_frames(a: Track, b: Track, gap: float) -> np.ndarray:
+    """Per frame both show, whether the stage-space boxes of ``a`` and ``b`` come within ``gap``."""
+    lo, hi = max(a.start, b.start), min(a.start + len(a.cx), b.start + len(b.cx))
+    if lo >= hi:
+        return np.zeros(0, dtype=bool)
+    (al, ar, at, ab), (bl, br, bt, bb) = _half_extents(a), _half_extents(b)
+    ia, ib = slice(lo - a.start, hi - a.start), slice(lo - b.start, hi - b.start)
+    apart_x = (a.cx[ia] + ar[ia] + gap <= b.cx[ib] + bl[ib]) | (b.cx[ib] + br[ib] + gap <= a.cx[ia] + al[ia])
+    apart_y = (a.cy[ia] + ab[ia] + gap <= b.cy[ib] + bt[ib]) | (b.cy[ib] + bb[ib] + gap <= a.cy[ia] + at[ia])
+    return ~(apart_x | apart_y)
 
 
 def _hide_behind(

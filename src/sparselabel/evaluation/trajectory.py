@@ -86,10 +86,13 @@ def fit_trajectory_classifier(features: np.ndarray, labels: np.ndarray, num_clas
     return TrajectoryClassifier(mean.tolist(), std.tolist(), weights.tolist(), bias.tolist())
 
 
-def combined_scores(network: np.ndarray, trajectory: np.ndarray | None) -> np.ndarray:
-    """The normalised product of the network's and the trajectory's class probabilities."""
+def combined_scores(network: np.ndarray, trajectory: np.ndarray | None, with_network: bool = True) -> np.ndarray:
+    """The normalised product of the network's and the trajectory's class probabilities; the
+    trajectory's alone without ``with_network``; the network's where there is no tube."""
     if trajectory is None:
         return network
+    if not with_network:
+        return trajectory.astype(network.dtype)
     product = np.clip(network, 1e-6, None) * np.clip(trajectory, 1e-6, None)
     return (product / product.sum()).astype(network.dtype)
 

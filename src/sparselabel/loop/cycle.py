@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sparselabel.config import save_config
@@ -25,6 +25,7 @@ from sparselabel.faults import fault_point
 from sparselabel.jsonio import finite
 from sparselabel.loop.grow import ADD_STEP, grow_step, growth_due
 from sparselabel.loop.steps import (
+    continued,
     evaluate_step,
     predict_step,
     recovery_step,
@@ -133,9 +134,7 @@ def _train(workspace: Workspace, cycle: int) -> dict:
     previous = workspace.root / "runs" / f"cycle-{cycle - 1:03d}" / FINAL
     init = previous if workspace.config.loop.warm_start and cycle > 0 else None
     check_ensemble(workspace.config)  # before training, not at the score step after it
-    config = workspace.config
-    if init is not None and config.loop.warm_start_steps > 0:  # continuing needs fewer steps than starting
-        config = replace(config, train=replace(config.train, steps=config.loop.warm_start_steps))
+    config = continued(workspace.config) if init is not None else workspace.config
     result = train_workspace(workspace, config, run_name=f"cycle-{cycle:03d}", init_from=init, cycle=cycle)
     train_seed_members(workspace, cycle)  # ensemble.kind=seeds: the other members of this cycle
     return {"steps": result.steps, "loss": result.last_loss}

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from scipy import ndimage
 from tqdm import tqdm
 
+from sparselabel.config import Config
 from sparselabel.data.dataset import Video
 from sparselabel.errors import SparseLabelError
 from sparselabel.evaluation import frame_map, video_map
@@ -83,9 +84,18 @@ def train_seed_members(workspace: Workspace, cycle: int) -> list[str]:
         previous = workspace.root / "runs" / seed_run(f"cycle-{cycle - 1:03d}", m) / FINAL
         init = previous if config.loop.warm_start and cycle > 0 else None
         names.append(seed_run(run, m))
-        train_workspace(workspace, replace(config, seed=config.seed + m), run_name=names[-1],
-                        init_from=init, cycle=cycle)
+        member = replace(continued(config) if init is not None else config, seed=config.seed + m)
+        train_workspace(workspace, member, run_name=names[-1], init_from=init, cycle=cycle)
     return names
+
+
+def continued(config: Config) -> Config:
+    """The config of a cycle that continues the previous cycle's weights (loop.warm_start):
+    loop.warm_start_steps and warm_start_lr, where set, in place of train.steps and train.lr.
+    Continuing needs fewer steps than starting, and a gentler rate keeps what was learnt."""
+    loop, train = config.loop, config.train
+    return replace(config, train=replace(train, steps=loop.warm_start_steps or train.steps,
+                                         lr=loop.warm_start_lr or train.lr))
 
 
 def videos_of(workspace: Workspace, split: str) -> list[str]:
@@ -159,7 +169,8 @@ def classify_trajectories(workspace: Workspace, folder: Path, videos: list[str],
         moving = classifier.video_scores(tubes[vid])
         record["videos"][vid] = {"network": prediction.class_scores.tolist(),
                                  "trajectory": None if moving is None else moving.tolist()}
-        replace(prediction, class_scores=combined_scores(prediction.class_scores, moving)).save(folder)
+        scores = combined_scores(prediction.class_scores, moving, link.network_classes)
+        replace(prediction, class_scores=scores).save(folder)
     write_json(record, folder / "trajectory.json")
 
 
