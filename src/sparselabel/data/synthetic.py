@@ -262,7 +262,7 @@ class SynthConfig:
 # comments above. "hard" is the default above. Decoding foreground maps into boxes cannot
 # separate actors that touch, so the share of frames where actors overlap caps f-mAP even
 # for perfect maps (benchmarks/learning_curve.py prints that ceiling, on the test videos):
-# 55% f-mAP / 33% v-mAP@0.5 for "hard" at 64 x 64, 97.5% / 92% for "medium", whose 1-2
+# 55% f-mAP / 33% v-mAP@0.5 for "hard" at 64 x 64, 99.6% / 98% for "medium", whose 1-2
 # actors keep apart (actor_gap), 100% with one actor. Posts that sweep slowly hide most of
 # an actor's tube; "medium"'s fast ones hide a stretch (test f-mAP 35 -> 51, one seed).
 DIFFICULTIES: dict[str, dict] = {
