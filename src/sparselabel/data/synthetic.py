@@ -732,11 +732,11 @@ def _placed_actor(rng: np.random.Generator, cfg: SynthConfig, motion: Motion, st
     """An actor track that keeps ``cfg.actor_gap`` clear of ``others``; if no try of
     ACTOR_TRIES does (two wide circles in a short video), the try with the fewest frames
     too close."""
+    if cfg.actor_gap is None:
+        return _actor_track(rng, cfg, motion, start, n)
     best, fewest = None, math.inf
     for _ in range(ACTOR_TRIES):
         track = _actor_track(rng, cfg, motion, start, n)
-        if cfg.actor_gap is None:
-            return track
         close = sum(int(_close_frames(track, other, cfg.actor_gap * cfg.scale).sum()) for other in others)
         if close < fewest:
             best, fewest = track, close
