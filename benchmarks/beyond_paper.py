@@ -33,15 +33,15 @@ STREAM = HERE / "data" / f"synthetic-{DIFFICULTY}-6v-seed1-stream"
 TAG = f"beyond-{DIFFICULTY}"
 SEEDS = [0, 1, 2]
 APU = {"selection.strategy": ["apu"], "train.loss": ["mgw"]}
-GRIDS = {
-    # Order verification needs ~2,000 steps to leave chance on this data; speed ~500.
-    "pretrain-order": {**APU, "pretrain.task": ["order"], "pretrain.steps": [2000]},
-    "pretrain-speed": {**APU, "pretrain.task": ["speed"], "pretrain.steps": [600]},
+GRIDS = {  # pretraining (the longest runs) and the growing pool (a workflow) last
     "consistency": {**APU, "train.consistency_weight": [1.0]},
     "hybrid": {"selection.strategy": ["hybrid"], "train.loss": ["mgw"]},
     # Snapshots change nothing in training or MC-dropout scoring: the same picks as the
     # baseline, so "mc-dropout" isolates ensemble prediction and "ensemble" adds ensemble U.
     "ensemble": {**APU, "ensemble.members": [3], "selection.uncertainty": ["mc-dropout", "ensemble"]},
+    # Order verification needs ~2,000 steps to leave chance on this data; speed ~500.
+    "pretrain-speed": {**APU, "pretrain.task": ["speed"], "pretrain.steps": [600]},
+    "pretrain-order": {**APU, "pretrain.task": ["order"], "pretrain.steps": [2000]},
     "growing-pool": {**APU, "loop.add_videos": [[str(STREAM)]], "loop.add_at_cycle": [1]},
 }
 

@@ -1,21 +1,25 @@
 """Viterbi temporal decoding of tubes (detection.temporal=viterbi) against plain linking, on v-mAP.
 
     python benchmarks/temporal_decoding.py      # after benchmarks/synthetic_asl.py
+    python benchmarks/temporal_decoding.py synthetic-medium-strategies-recipe4   # another results folder
 
 Re-decodes the stored foreground maps of the synthetic benchmark's Table 1 runs
-(APU and random, MGW, seeds 0-2, cycles 0-2: 18 models) on their 6 test videos, with
-each decoding, and scores them with the ACT convention. No training: only how maps
-become tubes changes, so the comparison is paired model by model. Prints a table and
-writes benchmarks/results/temporal_decoding.json.
+(APU and random, MGW, seeds 0-2, cycles 0-2: 18 models) on their test videos, with
+each decoding (the rest of each run's own detection config unchanged), and scores them
+with the ACT convention. No training: only how maps become tubes changes, so the
+comparison is paired model by model. Prints a table and writes
+benchmarks/results/temporal_decoding-<folder without "synthetic-">.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from sparselabel.demo import DIFFICULTY
 from sparselabel.evaluation import frame_map, video_map
 from sparselabel.evaluation.detections import LinkConfig, act_detections
 from sparselabel.jsonio import write_json
@@ -24,8 +28,8 @@ from sparselabel.loop.workspace import TEST, Workspace
 from sparselabel.scoring.predict import VideoPrediction
 
 HERE = Path(__file__).parent
-RUNS = HERE / "results" / "synthetic-strategies" / "runs"
-RESULTS = HERE / "results" / "temporal_decoding.json"
+FOLDER = f"synthetic-{DIFFICULTY}-strategies"  # temporal_decoding.json holds issue 8's runs
+STRATEGIES = ("selection.strategy=apu", "selection.strategy=random")
 DECODINGS = {"linking only": {"temporal": "none"},
              **{f"viterbi, duration {d}": {"temporal": "viterbi", "duration": d} for d in (10, 30, 60)}}
 
@@ -54,10 +58,12 @@ def paired_difference(values: list[float], baseline: list[float]) -> dict:
             "worse": int((diff < -1e-12).sum())}
 
 
-def main() -> None:
-    roots = sorted(p for p in RUNS.iterdir() if (p / "predictions").is_dir())
+def main(folder: str = FOLDER) -> None:
+    runs = HERE / "results" / folder / "runs"
+    results = HERE / "results" / f"temporal_decoding-{folder.removeprefix('synthetic-')}.json"
+    roots = sorted(p for p in runs.glob("*") if (p / "predictions").is_dir() and p.name.split(",")[0] in STRATEGIES)
     if not roots:
-        raise SystemExit(f"no runs under {RUNS}: run benchmarks/synthetic_asl.py first")
+        raise SystemExit(f"no runs under {runs}: run benchmarks/synthetic_asl.py first")
     per_model: dict[str, list[dict[str, float]]] = {name: [] for name in DECODINGS}
     models = []
     for root in roots:
@@ -88,9 +94,9 @@ def main() -> None:
                                       for d in row.values()))
     write_json({"models": models, "decodings": DECODINGS, "mean_std": table, "mean_std_over_seeds": over_seeds,
                 "paired_difference": paired,
-                "per_model": per_model}, RESULTS)
-    print(f"wrote {RESULTS}")
+                "per_model": per_model}, results)
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])

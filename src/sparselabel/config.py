@@ -102,6 +102,8 @@ class ModelConfig:
     # small3d: time strides of its 3 stages; empty: 2, 2, 2. A first stride of 1 keeps every
     # frame at the decoder's finest level (a moving actor's mask is not blurred in time).
     time_strides: list[int] = field(default_factory=list)
+    # small3d: also feed the clip's frame differences (what moved) as input channels
+    motion_input: bool = False
     primary_kernel: int = 0  # capsule head: primary-capsule kernel; 0: the encoder's (9 for i3d, 3 for small3d)
     # conv head: the classifier reads pooled decoder features ("features"), the motion of the
     # predicted foreground only ("silhouette": blind to colour and texture), or "both"

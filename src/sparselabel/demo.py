@@ -8,28 +8,34 @@ running it again reuses the dataset and continues loops that were interrupted.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from sparselabel.config import load_config
 from sparselabel.data.synthetic import generate, synth_config
 from sparselabel.errors import SparseLabelError
 from sparselabel.evaluation.percent import percent
-from sparselabel.loop.cycle import CycleRecord, loop_started, run_loop, start_loop
+from sparselabel.loop.cycle import (
+    CycleRecord,
+    loop_started,
+    run_loop,
+    share_first_model,
+    start_loop,
+)
 from sparselabel.loop.workspace import LEDGER_FILE, Workspace
 from sparselabel.reports.build import write_report
-from sparselabel.train.trainer import FINAL
 
 # Small enough for a 2-core CPU in minutes, large enough for the curves to mean something:
 # the recipe measured in benchmarks/RESULTS.md ("A detector that learns").
 DEMO_SETTINGS = [
     "model.input_size=[64,64]",
     "model.head=conv",
+    "model.motion_input=true",
     "detection.trajectory_classes=true",
     "detection.network_classes=false",
     "detection.link_iou=0.2",
+    "detection.threshold=0.7",
+    "detection.min_length=6",
     "labels.initial_percent=5",
     "selection.budget=5%",
     "train.steps=400",
@@ -88,32 +94,6 @@ def _workspace(root: Path, settings: list[str]) -> Workspace:
         ws = Workspace.create(root, config)
     start_loop(ws)
     return ws
-
-
-def share_first_model(trained: Workspace, fresh: Workspace) -> bool:
-    """Give ``fresh`` the cycle-0 model of ``trained`` when it would train the very same one.
-
-    Cycle 0 trains on the initial labels before any strategy has chosen a frame, so with the
-    same data, labels, seed and training settings both workspaces would compute the same
-    weights (a run is a pure function of them); copying saves one training. Anything that
-    differs, or a cycle 0 already started, leaves ``fresh`` to train its own.
-    """
-    source, target = trained.root / "runs" / "cycle-000", fresh.root / "runs" / "cycle-000"
-    same_labels = _answers(trained, 0) == _answers(fresh, 0)
-    same_config = replace(trained.config, selection=fresh.config.selection) == fresh.config
-    if target.exists() or not (source / FINAL).exists() or not (same_labels and same_config):
-        return False
-    tmp = target.with_name("cycle-000.copying")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
-    tmp.rename(target)
-    return True
-
-
-def _answers(ws: Workspace, cycle: int) -> list:
-    return sorted((a.video_id, a.frame, str(a.actors)) for a in ws.ledger.annotations() if a.cycle <= cycle)
-
-
 
 
 def comparison_table(results: dict[str, list[CycleRecord]]) -> str:

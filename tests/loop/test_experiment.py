@@ -6,6 +6,7 @@ from support import make_tiny_dataset
 from sparselabel.cli import main
 from sparselabel.errors import SparseLabelError
 from sparselabel.loop.experiment import Experiment
+from sparselabel.train.trainer import FINAL
 
 TINY = {"model.input_size": [32, 32], "model.clip_length": 4, "train.batch_size": 4, "train.steps": 3,
         "labels.initial_percent": 10, "selection.passes": 2, "selection.budget": "5%", "loop.cycles": 1}
@@ -45,3 +46,14 @@ def test_a_bad_grid_fails_before_anything_runs(tmp_path):
     bad.write_text("grid: {}\n")
     with pytest.raises(SparseLabelError, match="non-empty 'grid'"):
         Experiment.load(bad)
+
+
+def test_runs_that_differ_only_in_selection_share_one_cycle_0_model(tmp_path):
+    path = write_experiment(tmp_path, {"selection.strategy": ["apu", "random"], "seed": [0]}, workers=1)
+    out = tmp_path / "out"
+    assert main(["experiment", str(path), "--out", str(out)]) == 0
+    apu, random = (out / "runs" / f"selection.strategy={s},seed=0" / "runs" / "cycle-000" / FINAL for s in ("apu", "random"))
+    assert apu.read_bytes() == random.read_bytes()
+    assert apu.stat().st_mtime_ns == random.stat().st_mtime_ns  # copied, not trained again
+    summary = json.loads((out / "results.json").read_text())["groups"]
+    assert summary["selection.strategy=apu"][0]["f_map"] == summary["selection.strategy=random"][0]["f_map"]

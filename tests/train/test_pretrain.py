@@ -129,6 +129,16 @@ def test_training_starts_from_the_pretrained_encoder(workspace_root):
     assert all(torch.equal(warm_model[k], scratch[k]) for k in scratch)
 
 
+def test_a_configured_small_encoder_is_pretrained_as_training_builds_it(workspace_root):
+    # The demo's encoder (frame differences as input, other widths) must load into training.
+    ws = Workspace.open(workspace_root, ["pretrain.task=order", "model.motion_input=true", "model.widths=[8,8,16]",
+                                         "model.head=conv", "train.lr=0.0", "train.steps=1"])
+    encoder = torch.load(pretrain_workspace(ws).encoder, weights_only=True)
+    assert encoder["stage1.0.weight"].shape == (8, 6, 3, 3, 3)
+    model = torch.load(train_workspace(ws, run_name="configured").run_dir / "model.pt", weights_only=True)
+    assert all(torch.equal(model[f"encoder.{k}"], v) for k, v in encoder.items())
+
+
 def test_the_loop_pretrains_once_before_cycle_0(workspace_root):
     ws = Workspace.open(workspace_root, ["pretrain.task=order", "loop.cycles=0", "loop.dense_recovery=false"])
     start_loop(ws)

@@ -1,4 +1,4 @@
-"""The training recipe's options: classifying only clips that show an actor, colour jitter, weighted class scores."""
+"""The training recipe's options: classifying only clips that show an actor, colour jitter, weighted class scores, motion input."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import pytest
 import torch
 from support import ArrayVideo
 
+from sparselabel.config import load_config
 from sparselabel.data.windows import ClipSpec
-from sparselabel.models import build_detector
+from sparselabel.models import build_detector, detector_from_config
+from sparselabel.models.small3d import with_motion
 from sparselabel.scoring.predict import predict_video
 from sparselabel.train.clips import colour_jitter
 from sparselabel.train.losses import actor_clips, detector_loss, margin_loss
@@ -123,3 +125,23 @@ def test_small3d_time_strides_keep_every_frame_at_the_fine_level() -> None:
     assert default.fine.shape[2] == 4 and kept.fine.shape[2] == 8 and kept.deep.shape[2] == 2
     out = build_detector("small3d", 3, head="conv", time_strides=(1, 2, 2))(clip)
     assert out.fg_logits.shape == (1, 8, 32, 32)
+
+
+def test_motion_input_feeds_the_frame_differences_beside_the_frames() -> None:
+    clip = torch.randn(2, 3, 8, 32, 32)
+    both = with_motion(clip)
+    assert both.shape == (2, 6, 8, 32, 32) and torch.equal(both[:, :3], clip)
+    assert torch.equal(both[:, 3:, 0], torch.zeros_like(clip[:, :, 0]))  # nothing before the first frame
+    assert torch.allclose(both[:, 3:, 1:], clip[:, :, 1:] - clip[:, :, :-1])
+    model = detector_from_config(load_config(None, ["model.motion_input=true", "model.head=conv"]).model, 3)
+    assert model.encoder.stage1[0].in_channels == 6
+    assert model(clip).fg_logits.shape == (2, 8, 32, 32)
+    # A clip that does not change sees the same frames and no motion: only the frames count.
+    still = clip[:, :, :1].expand(-1, -1, 8, -1, -1)
+    assert torch.equal(with_motion(still)[:, 3:], torch.zeros_like(still))
+
+
+def test_motion_input_is_for_the_small_encoder_only() -> None:
+    config = load_config(None, ["model.motion_input=true", "model.encoder=i3d", "model.pretrained=false"])
+    with pytest.raises(ValueError, match="motion_input"):
+        detector_from_config(config.model, 3)

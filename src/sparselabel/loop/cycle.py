@@ -14,8 +14,9 @@ resumed loop ends with the same ledger as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sparselabel.config import save_config
@@ -75,6 +76,30 @@ def start_loop(workspace: Workspace) -> None:
                                workspace.root)
     make_strategy(workspace.config.selection.strategy)  # fail now on an unknown name, not after training
     save_config(workspace.config, workspace.root / CONFIG_FILE)
+
+
+def share_first_model(trained: Workspace, fresh: Workspace) -> bool:
+    """Give ``fresh`` the cycle-0 model of ``trained`` when it would train the very same one.
+
+    Cycle 0 trains on the initial labels before any strategy has chosen a frame, so with the
+    same data, labels, seed and training settings both workspaces would compute the same
+    weights (a run is a pure function of them); copying saves one training. Anything that
+    differs, or a cycle 0 already started, leaves ``fresh`` to train its own.
+    """
+    source, target = trained.root / "runs" / "cycle-000", fresh.root / "runs" / "cycle-000"
+    same_labels = _answers(trained, 0) == _answers(fresh, 0)
+    same_config = replace(trained.config, selection=fresh.config.selection) == fresh.config
+    if target.exists() or not (source / FINAL).exists() or not (same_labels and same_config):
+        return False
+    tmp = target.with_name("cycle-000.copying")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    tmp.rename(target)
+    return True
+
+
+def _answers(ws: Workspace, cycle: int) -> list:
+    return sorted((a.video_id, a.frame, str(a.actors)) for a in ws.ledger.annotations() if a.cycle <= cycle)
 
 
 def run_loop(workspace: Workspace, on_cycle: Callable[[CycleRecord], None] | None = None) -> LoopOutcome:

@@ -13,7 +13,8 @@ CONFIG.yaml::
     workers: 2                       # loops run side by side (each gets cores / workers threads)
 
 Each run lives in ``<out>/runs/<key=value,...>/`` and is a normal workspace, so a
-killed experiment continues where each loop stopped. The summary groups runs that
+killed experiment continues where each loop stopped. Runs that differ only in how
+frames are selected train cycle 0 once (the others copy its model). The summary groups runs that
 differ only in ``seed`` and reports, per cycle, the mean and standard deviation of
 the annotated percentage, f-mAP@0.5, v-mAP@0.5 and dense-label recovery.
 """
@@ -36,8 +37,9 @@ import yaml
 
 from sparselabel.config import load_config
 from sparselabel.errors import SparseLabelError
-from sparselabel.loop.cycle import loop_started
+from sparselabel.loop.cycle import loop_started, share_first_model
 from sparselabel.loop.workspace import LEDGER_FILE, Workspace
+from sparselabel.train.trainer import FINAL
 
 
 @dataclass
@@ -90,7 +92,7 @@ def run_experiment(exp: Experiment, out: Path) -> dict:
     roots = [_prepare(exp, run, out / "runs" / run_name(run)) for run in exp.runs]
     threads = max(1, (os.cpu_count() or 1) // max(1, exp.workers))
     with ThreadPoolExecutor(max_workers=max(1, exp.workers)) as pool:
-        failures = [f for f in pool.map(lambda root: _run_loop(root, threads), roots) if f]
+        failures = [f for f in pool.map(lambda root: _run_loop(root, threads, roots), roots) if f]
     if failures:
         raise SparseLabelError("; ".join(failures), out)
     summary = summarise(exp, roots)
@@ -105,10 +107,19 @@ def _prepare(exp: Experiment, run: dict[str, Any], root: Path) -> Path:
     return root
 
 
-def _run_loop(root: Path, threads: int) -> str | None:
-    """Run one loop in its own process (its own torch threads, killed cleanly on Ctrl-C)."""
+def _run_loop(root: Path, threads: int, siblings: Sequence[Path] = ()) -> str | None:
+    """Run one loop in its own process (its own torch threads, killed cleanly on Ctrl-C).
+
+    Runs that differ only in how frames are selected train the same cycle-0 model: one
+    trained by a sibling run already is copied instead (``share_first_model``).
+    """
     with Workspace.open(root) as _ws:
         started = loop_started(_ws)
+        for sibling in siblings:
+            if sibling != root and (sibling / "runs" / "cycle-000" / FINAL).exists():
+                with Workspace.open(sibling) as trained:
+                    if share_first_model(trained, _ws):
+                        break
     args = [sys.executable, "-m", "sparselabel", "loop", str(root)] + (["--resume"] if started else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(args, capture_output=True, text=True, env=env)

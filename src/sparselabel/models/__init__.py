@@ -24,7 +24,7 @@ ENCODERS: Registry[Callable[..., EncoderSpec]] = Registry("encoder", {
     "i3d": i3d_encoder,  # the paper's: I3D up to Mixed_4f, Kinetics-400 weights
 })
 
-ENCODER_OPTIONS = {"variant", "weights", "cache_dir", "widths", "time_strides"}
+ENCODER_OPTIONS = {"variant", "weights", "cache_dir", "widths", "time_strides", "motion_input"}
 
 
 def build_detector(
@@ -68,6 +68,10 @@ def detector_from_config(model: ModelConfig, num_classes: int, pretrained: bool 
                 raise ValueError(f"model.{name}={list(values)}: one value per stage (three), "
                                  "for model.encoder=small3d only")
             options[name] = tuple(values)
+    if model.motion_input:
+        if model.encoder != "small3d":
+            raise ValueError("model.motion_input=true: for model.encoder=small3d only")
+        options["motion_input"] = True
     return build_detector(model.encoder, num_classes=num_classes,
                           pretrained=model.pretrained if pretrained is None else pretrained,
                           dropout=model.dropout, freeze_bn=model.pretrained, head=model.head, **options)

@@ -117,10 +117,10 @@ def i3d_encoder(
 
 
 def small3d_encoder(pretrained: bool = False, widths: Sequence[int] = (16, 32, 64),
-                    time_strides: Sequence[int] = (2, 2, 2)) -> EncoderSpec:
+                    time_strides: Sequence[int] = (2, 2, 2), motion_input: bool = False) -> EncoderSpec:
     """The small CPU backbone. It has no pretrained weights: ``pretrained`` is ignored."""
     del pretrained
-    module = Small3D(widths=widths, time_strides=time_strides)
+    module = Small3D(widths=widths, time_strides=time_strides, motion_input=motion_input)
     channels = tuple(module.out_channels[name] for name in module.endpoints)
     times = np.cumprod(time_strides).tolist()
     strides = ((times[0], 2, 2), (times[1], 4, 4), (times[2], 8, 8))

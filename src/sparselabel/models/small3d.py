@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import overload
 
+import torch
 from torch import Tensor, nn
 
 ENDPOINTS = ("stage1", "stage2", "stage3")
@@ -29,6 +30,15 @@ def _conv_block(in_channels: int, out_channels: int, stride: int | tuple[int, in
     )
 
 
+def with_motion(x: Tensor) -> Tensor:
+    """The clip (N, C, T, H, W) with its frame differences appended as C more channels
+    (zero for the first frame): what moved between sampled frames, as "RGB difference"
+    streams give it (Wang et al., TSN), for a small model that learns motion slowly from
+    raw frames."""
+    diff = torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, 1:] - x[:, :, :-1]], dim=2)
+    return torch.cat([x, diff], dim=1)
+
+
 class Small3D(nn.Module):
     """stage1 (1/2, widths[0] ch) -> stage2 (1/4, widths[1]) -> stage3 (1/8, widths[2]).
 
@@ -37,17 +47,20 @@ class Small3D(nn.Module):
     decoder's per-frame masks are not interpolated in time between two sampled frames
     (which blurs a moving actor over both positions).
 
+    With ``motion_input`` stage 1 also reads the clip's frame differences (``with_motion``).
+
     Stage 1 is a single strided conv; stages 2 and 3 are a strided conv followed by a
     stride-1 conv, which gives the deep map a 15-pixel receptive field per input pixel
     at 1/8 resolution. About 0.2 M parameters with the default widths.
     """
 
     def __init__(self, in_channels: int = 3, widths: Sequence[int] = (16, 32, 64),
-                 time_strides: Sequence[int] = (2, 2, 2)):
+                 time_strides: Sequence[int] = (2, 2, 2), motion_input: bool = False):
         super().__init__()
         w1, w2, w3 = widths
         t1, t2, t3 = time_strides
-        self.stage1 = _conv_block(in_channels, w1, stride=(t1, 2, 2))
+        self.motion_input = motion_input
+        self.stage1 = _conv_block(in_channels * (2 if motion_input else 1), w1, stride=(t1, 2, 2))
         self.stage2 = nn.Sequential(_conv_block(w1, w2, stride=(t2, 2, 2)), _conv_block(w2, w2, stride=1))
         self.stage3 = nn.Sequential(_conv_block(w2, w3, stride=(t3, 2, 2)), _conv_block(w3, w3, stride=1))
         self.out_channels = {"stage1": w1, "stage2": w2, "stage3": w3}
@@ -64,6 +77,8 @@ class Small3D(nn.Module):
         self, x: Tensor, endpoints: Sequence[str] | None = None
     ) -> Tensor | dict[str, Tensor]:
         """The deepest map, or a dict of the named ``endpoints`` (as ``I3D.forward``)."""
+        if self.motion_input:
+            x = with_motion(x)
         if endpoints is None:
             return self.stage3(self.stage2(self.stage1(x)))
         unknown = [name for name in endpoints if name not in self.out_channels]

@@ -8,7 +8,7 @@ No label is read: the targets come from how a clip is cut.
 * ``speed``: playback-speed prediction. A clip sampled at stride s x
   ``model.clip_stride``, s in ``SPEED_FACTORS``; the label is the index of s.
 
-The network is the SAME encoder the detector uses (``build_detector(...).encoder``,
+The network is the SAME encoder the detector uses (``detector_from_config(...).encoder``,
 built with the training run's seed, so it starts from the weights training would
 start from) followed by a small head: global average pool of the encoder's deepest
 map + one linear layer. Cross-entropy, AdamW, ``learning_rate`` (warm-up + cosine)
@@ -41,7 +41,7 @@ from sparselabel.data.dataset import Video
 from sparselabel.data.video import DEFAULT_CACHE, FrameCache
 from sparselabel.errors import SparseLabelError
 from sparselabel.faults import fault_point
-from sparselabel.models import build_detector
+from sparselabel.models import detector_from_config
 from sparselabel.models.detector import freeze_batchnorm
 from sparselabel.models.runs import CHECKPOINT, METRICS
 from sparselabel.train.clips import (
@@ -214,11 +214,10 @@ class PretrainNet(nn.Module):
 def pretrain_net(config: Config, task: str) -> PretrainNet:
     """The network, its encoder built and initialised exactly as ``train`` builds the detector's."""
     torch.manual_seed(step_seed(config.seed, 0, 0, 1))  # the detector's initial weights in ``train``
-    m = config.model
-    detector = build_detector(m.encoder, num_classes=2, pretrained=m.pretrained, dropout=m.dropout)
-    # The 1x1x1 deep skip convolution reads the encoder's deepest map: its input width is the map's.
-    channels = detector.deep_skip.in_channels
-    return PretrainNet(detector.encoder, detector.endpoints[-1], channels, num_task_classes(task),
+    # As configured (widths, time strides, motion input), so the detector can load its weights.
+    detector = detector_from_config(config.model, num_classes=2)
+    deepest = detector.endpoints[-1]
+    return PretrainNet(detector.encoder, deepest, detector.encoder.out_channels[deepest], num_task_classes(task),
                        freeze_bn=detector.freeze_bn)
 
 
@@ -244,7 +243,8 @@ def settings(config: Config, task: str) -> dict:
             "encoder": m.encoder, "pretrained": m.pretrained, "clip_length": m.clip_length,
             "clip_stride": m.clip_stride, "input_size": list(m.input_size), "augment": config.train.augment,
             "clips_per_video": config.train.clips_per_video, "weight_decay": config.train.weight_decay,
-            "grad_clip": config.train.grad_clip}
+            "grad_clip": config.train.grad_clip, "widths": list(m.widths), "time_strides": list(m.time_strides),
+            "motion_input": m.motion_input}
 
 
 def pretrain_workspace(workspace, config: Config | None = None, task: str | None = None) -> PretrainResult:
