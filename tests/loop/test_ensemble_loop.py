@@ -111,3 +111,16 @@ def test_the_loop_runs_with_ensemble_predictions_and_ensemble_uncertainty(data, 
         assert runs == ["cycle-000", "cycle-001"]
         assert (ws.root / "runs" / "cycle-001" / "snapshot-3.pt").exists()
     assert (ws.root / "predictions" / "cycle-001" / "tube_dets.pkl").exists()
+
+
+def test_warm_started_cycles_find_the_snapshots_of_their_own_shorter_runs(data, tmp_path):
+    # Cycle 1 continues cycle 0 for loop.warm_start_steps: its snapshots sit at the steps of
+    # that run, not of train.steps, and prediction and scoring must find them there.
+    ws = workspace(tmp_path / "ws", data, "ensemble.members=2", "selection.uncertainty=ensemble",
+                   "selection.strategy=apu", "selection.budget=4", "loop.cycles=2", "train.steps=8",
+                   "loop.warm_start=true", "loop.warm_start_steps=4")
+    start_loop(ws)
+    assert run_loop(ws).stopped_because == "ran 2 cycles"
+    assert sorted(p.name for p in (ws.root / "runs" / "cycle-001").glob("snapshot-*")) == ["snapshot-3.pt",
+                                                                                           "snapshot-4.pt"]
+    assert (ws.root / "predictions" / "cycle-002" / "tube_dets.pkl").exists()

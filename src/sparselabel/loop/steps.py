@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -89,6 +90,14 @@ def train_seed_members(workspace: Workspace, cycle: int) -> list[str]:
     return names
 
 
+def run_config(workspace: Workspace, run: str) -> Config:
+    """The config ``run`` trained with: a loop cycle after the first that continued the previous
+    cycle's weights trained with ``continued`` (fewer steps, so its snapshots sit elsewhere)."""
+    match = re.fullmatch(r"cycle-(\d+)(-seed\d+)?", run)
+    config = workspace.config
+    return continued(config) if match and int(match.group(1)) > 0 and config.loop.warm_start else config
+
+
 def continued(config: Config) -> Config:
     """The config of a cycle that continues the previous cycle's weights (loop.warm_start):
     loop.warm_start_steps and warm_start_lr, where set, in place of train.steps and train.lr.
@@ -118,7 +127,7 @@ def predict_step(workspace: Workspace, run: str | None = None, split: str = "all
     config = workspace.config
     env = dist_env()
     device = pick_device(config.train.device, env)
-    models = load_members(workspace, run, device)  # the run's model, or its ensemble.members averaged
+    models = load_members(workspace, run, device, run_config(workspace, run))  # or its ensemble.members averaged
     out = workspace.root / "predictions" / run
     out.mkdir(parents=True, exist_ok=True)
     spec = clip_spec(config, augment=False)
@@ -321,7 +330,7 @@ def _video_scorer(workspace: Workspace, run: str, device, passes: int) -> tuple[
     spec = clip_spec(config, augment=False)
     if cfg.uncertainty == "ensemble":
         check_ensemble(config)
-        models = load_members(workspace, run, device)
+        models = load_members(workspace, run, device, run_config(workspace, run))
 
         def by_members(video: Video) -> VideoScores:
             return ensemble_score_video(models, video, spec, device, tau=cfg.tau, batch_size=cfg.batch_size,

@@ -86,9 +86,10 @@ def ensemble_members(workspace_or_root, run: str, config: Config) -> list[Path]:
     return paths
 
 
-def load_members(workspace, run: str, device: torch.device) -> list[torch.nn.Module]:
-    """The members of ``run`` as models in eval mode (dropout off)."""
-    config, num_classes = workspace.config, len(workspace.ledger.classes)
+def load_members(workspace, run: str, device: torch.device, config: Config | None = None) -> list[torch.nn.Module]:
+    """The members of ``run`` as models in eval mode (dropout off); ``config`` is the one the
+    run trained with (the workspace's by default)."""
+    config, num_classes = config or workspace.config, len(workspace.ledger.classes)
     return [load_trained(p.parent, config, num_classes, device, weights=p.name)
             for p in ensemble_members(workspace, run, config)]
 
