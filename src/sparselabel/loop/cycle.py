@@ -26,7 +26,7 @@ from sparselabel.faults import fault_point
 from sparselabel.jsonio import finite
 from sparselabel.loop.grow import ADD_STEP, grow_step, growth_due
 from sparselabel.loop.steps import (
-    continued,
+    cycle_config,
     evaluate_step,
     predict_step,
     recovery_step,
@@ -159,7 +159,7 @@ def _train(workspace: Workspace, cycle: int) -> dict:
     previous = workspace.root / "runs" / f"cycle-{cycle - 1:03d}" / FINAL
     init = previous if workspace.config.loop.warm_start and cycle > 0 else None
     check_ensemble(workspace.config)  # before training, not at the score step after it
-    config = continued(workspace.config) if init is not None else workspace.config
+    config = cycle_config(workspace.config, cycle)
     result = train_workspace(workspace, config, run_name=f"cycle-{cycle:03d}", init_from=init, cycle=cycle)
     train_seed_members(workspace, cycle)  # ensemble.kind=seeds: the other members of this cycle
     return {"steps": result.steps, "loss": result.last_loss}

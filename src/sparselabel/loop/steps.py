@@ -85,7 +85,7 @@ def train_seed_members(workspace: Workspace, cycle: int) -> list[str]:
         previous = workspace.root / "runs" / seed_run(f"cycle-{cycle - 1:03d}", m) / FINAL
         init = previous if config.loop.warm_start and cycle > 0 else None
         names.append(seed_run(run, m))
-        member = replace(continued(config) if init is not None else config, seed=config.seed + m)
+        member = replace(cycle_config(config, cycle), seed=config.seed + m)
         train_workspace(workspace, member, run_name=names[-1], init_from=init, cycle=cycle)
     return names
 
@@ -94,8 +94,12 @@ def run_config(workspace: Workspace, run: str) -> Config:
     """The config ``run`` trained with: a loop cycle after the first that continued the previous
     cycle's weights trained with ``continued`` (fewer steps, so its snapshots sit elsewhere)."""
     match = re.fullmatch(r"cycle-(\d+)(-seed\d+)?", run)
-    config = workspace.config
-    return continued(config) if match and int(match.group(1)) > 0 and config.loop.warm_start else config
+    return cycle_config(workspace.config, int(match.group(1))) if match else workspace.config
+
+
+def cycle_config(config: Config, cycle: int) -> Config:
+    """The config the loop trains cycle ``cycle`` with: ``continued`` after cycle 0 with loop.warm_start."""
+    return continued(config) if config.loop.warm_start and cycle > 0 else config
 
 
 def continued(config: Config) -> Config:
