@@ -11,7 +11,7 @@ IoU (each true box's best IoU with a dense box of its frame).
 
 - synthetic: the demo's data and recipe (medium preset, 160 videos, 120 in the pool).
 - ucf24: the ten UCF101-24 clips of ../shared/data/ucf24 as the pool, the frozen
-  Kinetics I3D encoder with the conv head (benchmarks/ucf24_loop.py --frozen's recipe).
+  Kinetics I3D encoder with the conv head (benchmarks/ucf24_loop.py --frozen's recipe, imported from it).
 
 Prints a table (mean +/- std over seeds, in %) and writes benchmarks/results/dense-labels.json
 (records of earlier runs are kept: a run of one dataset or seed adds its own).
@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from ucf24_loop import COMMON, FROZEN, UCF24
 
 from sparselabel.config import load_config
 from sparselabel.data.synthetic import generate, synth_config
@@ -39,12 +40,9 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 OUTPUT = RESULTS / "dense-labels.json"
 SYNTHETIC = HERE / "data" / f"synthetic-{DIFFICULTY}-160v-seed0"  # as benchmarks/synthetic_asl.py
-UCF24 = HERE.parent.parent / "shared" / "data" / "ucf24"
 DATASETS = {
     "synthetic": [f"dataset.path={SYNTHETIC}", *DEMO_SETTINGS],
-    "ucf24": [f"dataset.path={UCF24}", "dataset.kind=ucf24", "dataset.pool_split=test", "dataset.test_split=none",
-              "model.encoder=i3d", "model.freeze_encoder=true", "model.head=conv", "model.input_size=[112,112]",
-              "train.batch_size=8", "train.steps=150", "train.lr=0.003"],
+    "ucf24": [f"{key}={value}" for key, value in {**COMMON, **FROZEN}.items()],
 }
 PERCENTS = (5, 10)
 

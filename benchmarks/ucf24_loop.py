@@ -38,10 +38,13 @@ CPU = {"model.input_size": [112, 112], "train.batch_size": 2, "train.steps": 150
 
 
 # The frozen encoder on the CPU: Kinetics I3D's maps cached once, only the conv head trains;
-# 1% -> 5% -> 9% -> 10% so that 1%, 5% and 10% are all measured.
+# 1% -> 5% -> 9% -> 10% so that 1%, 5% and 10% are all measured. 600 steps: at 150 the
+# localisation loss was still falling fast and no map passed 0.5 (RESULTS.md). Dice and the
+# decoding threshold are the synthetic recipe's (demo.DEMO_SETTINGS, chosen on synthetic pool
+# videos), not chosen on these videos, which are also the ones scored.
 FROZEN = {"model.freeze_encoder": True, "model.head": "conv", "model.input_size": [112, 112],
-          "train.batch_size": 8, "train.steps": 150, "train.lr": 0.003, "selection.passes": 10,
-          "selection.budget": "4%", "loop.cycles": 3}
+          "train.batch_size": 8, "train.steps": 600, "train.lr": 0.003, "train.dice_weight": 1,
+          "detection.threshold": 0.7, "selection.passes": 10, "selection.budget": "4%", "loop.cycles": 3}
 # Minutes, not hours, on a GPU: full fine-tuning, 1% -> 5%.
 SHORT = {**GPU, "train.steps": 300, "selection.budget": "4%", "loop.cycles": 1}
 
