@@ -1,8 +1,9 @@
-"""APU against random on the ten real UCF101-24 videos of ../shared/data, I3D-capsule model.
+"""APU against random on the ten real UCF101-24 videos of ../shared/data, Kinetics I3D encoder.
 
     python benchmarks/ucf24_loop.py              # GPU if there is one, else the CPU variant
     python benchmarks/ucf24_loop.py --short      # GPU: one cycle of 300 steps (benchmarks/gpu_check.sh)
     python benchmarks/ucf24_loop.py --frozen     # CPU: frozen Kinetics I3D + conv head on its feature cache
+    python benchmarks/ucf24_loop.py --frozen --seeds 0 1 2   # the same with three seeds (resumes seed 0)
 
 The pool is the ten videos (all in the official test list, so no separate test split:
 the numbers are about the pool, as a labeling-tool user sees it). Three workspaces:
@@ -13,18 +14,22 @@ unannotated frames for the model and for linear interpolation of the sparse labe
 GPU (the paper's setting): 8 x 224 x 224, batch 8, T = 10, steps of 1%.
 CPU variant (what fits a 2-core machine): 8 x 112 x 112, batch 2, 150 steps per cycle,
 T = 4, two cycles (1% -> 5.5% -> 10%).
+Frozen (--frozen, CPU): Kinetics I3D's maps at 8 x 112 x 112 cached once, the conv head
+trained 600 steps per cycle at batch 8, T = 10, 1% -> 5% -> 9% -> 10%.
 Needs the Kinetics-400 weights in the cache (`sparselabel weights fetch i3d-kinetics400`).
-Results: benchmarks/results/ucf24-{strategies,full}/results.md
+Results: benchmarks/results/ucf24-{strategies,full}/results.md (ucf24-frozen-* with --frozen)
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+from collections import Counter
 from pathlib import Path
 
 import torch
 
 from sparselabel.loop.experiment import Experiment, format_summary, run_experiment
+from sparselabel.loop.workspace import POOL, Workspace
 
 HERE = Path(__file__).parent
 UCF24 = HERE.parent.parent / "shared" / "data" / "ucf24"
@@ -50,19 +55,42 @@ SHORT = {**GPU, "train.steps": 300, "selection.budget": "4%", "loop.cycles": 1}
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--short", action="store_true", help="GPU: one cycle of 300 steps (gpu_check.sh)")
+    mode.add_argument("--frozen", action="store_true", help="CPU: frozen Kinetics I3D, conv head on its cache")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of every workspace (default 0)")
+    args = parser.parse_args()
     if not UCF24.exists():
         raise SystemExit(f"{UCF24} is absent: this benchmark reads the shared UCF101-24 sample")
-    short, frozen = "--short" in sys.argv[1:], "--frozen" in sys.argv[1:]
-    settings = {**COMMON, **(SHORT if short else FROZEN if frozen else GPU if torch.cuda.is_available() else CPU)}
+    settings = {**COMMON, **(SHORT if args.short else FROZEN if args.frozen
+                             else GPU if torch.cuda.is_available() else CPU)}
+    # Strategy-major order: every APU seed runs before the random ones, and random seed s
+    # copies APU seed s's cycle-0 model (the same labels and training) instead of training it.
     experiments = [
-        Experiment.create("ucf24-strategies", settings, {"selection.strategy": ["apu", "random"], "seed": [0]}),
+        Experiment.create("ucf24-strategies", settings, {"selection.strategy": ["apu", "random"], "seed": args.seeds}),
         Experiment.create("ucf24-full", {**settings, "loop.cycles": 0, "loop.budget": "100%"},
-                          {"labels.initial_percent": [100], "seed": [0]}),
+                          {"labels.initial_percent": [100], "seed": args.seeds}),
     ]
     for exp in experiments:
-        name = f"{exp.name}-short" if short else exp.name.replace("ucf24", "ucf24-frozen") if frozen else exp.name
-        print(format_summary(run_experiment(exp, HERE / "results" / name)))
+        name = f"{exp.name}-short" if args.short else exp.name.replace("ucf24", "ucf24-frozen") if args.frozen else exp.name
+        print(format_summary(run_experiment(exp, HERE / "results" / name)), flush=True)
+    print(selection_spread(HERE / "results" / ("ucf24-frozen-strategies" if args.frozen else "ucf24-strategies")))
 
+
+def selection_spread(out: Path) -> str:
+    """How the frames each strategy picked after the initial labels spread over the ten videos."""
+    lines = ["| run | frames picked | videos given any | the 4 most-picked videos: share of picks | "
+             "their share of the frames |", "|---|---|---|---|---|"]
+    for root in sorted((out / "runs").glob("*")):
+        with Workspace.open(root) as ws:
+            frames = {video: v.num_frames for video, v in ws.ledger.videos(POOL).items()}
+            per_video = Counter(video for cycle, _, video, _, _ in ws.ledger.selections() if cycle > 0)
+        top = per_video.most_common(4)
+        picked = sum(per_video.values())
+        lines.append(f"| {root.name} | {picked} | {len(per_video)} | {100 * sum(n for _, n in top) / max(1, picked):.1f}% | "
+                     f"{100 * sum(frames[v] for v, _ in top) / sum(frames.values()):.1f}% |")
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()
