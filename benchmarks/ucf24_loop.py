@@ -72,10 +72,11 @@ def main() -> None:
         Experiment.create("ucf24-full", {**settings, "loop.cycles": 0, "loop.budget": "100%"},
                           {"labels.initial_percent": [100], "seed": args.seeds}),
     ]
-    for exp in experiments:
-        name = f"{exp.name}-short" if args.short else exp.name.replace("ucf24", "ucf24-frozen") if args.frozen else exp.name
-        print(format_summary(run_experiment(exp, HERE / "results" / name)), flush=True)
-    print(selection_spread(HERE / "results" / ("ucf24-frozen-strategies" if args.frozen else "ucf24-strategies")))
+    outs = [HERE / "results" / (f"{exp.name}-short" if args.short else exp.name.replace("ucf24", "ucf24-frozen")
+                                if args.frozen else exp.name) for exp in experiments]
+    for exp, out in zip(experiments, outs, strict=True):
+        print(format_summary(run_experiment(exp, out)), flush=True)
+    print(selection_spread(outs[0]))
 
 
 def selection_spread(out: Path) -> str:
@@ -91,6 +92,7 @@ def selection_spread(out: Path) -> str:
         lines.append(f"| {root.name} | {picked} | {len(per_video)} | {100 * sum(n for _, n in top) / max(1, picked):.1f}% | "
                      f"{100 * sum(frames[v] for v, _ in top) / sum(frames.values()):.1f}% |")
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     main()
