@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from sparselabel.loop.experiment import Experiment, format_summary, run_experiment
-from sparselabel.loop.workspace import POOL, Workspace
+from sparselabel.loop.history import history
+from sparselabel.loop.workspace import Workspace
 
 HERE = Path(__file__).parent
 UCF24 = HERE.parent.parent / "shared" / "data" / "ucf24"
@@ -72,11 +73,15 @@ def main() -> None:
         Experiment.create("ucf24-full", {**settings, "loop.cycles": 0, "loop.budget": "100%"},
                           {"labels.initial_percent": [100], "seed": args.seeds}),
     ]
-    outs = [HERE / "results" / (f"{exp.name}-short" if args.short else exp.name.replace("ucf24", "ucf24-frozen")
-                                if args.frozen else exp.name) for exp in experiments]
+    outs = [result_folder(exp.name, args.short, args.frozen) for exp in experiments]
     for exp, out in zip(experiments, outs, strict=True):
         print(format_summary(run_experiment(exp, out)), flush=True)
     print(selection_spread(outs[0]))
+
+
+def result_folder(name: str, short: bool, frozen: bool) -> Path:
+    """One results folder per variant, so that GPU, short and frozen runs never share workspaces."""
+    return HERE / "results" / (f"{name}-short" if short else name.replace("ucf24", "ucf24-frozen") if frozen else name)
 
 
 def selection_spread(out: Path) -> str:
@@ -85,14 +90,14 @@ def selection_spread(out: Path) -> str:
              "their share of the frames |", "|---|---|---|---|---|"]
     for root in sorted((out / "runs").glob("*")):
         with Workspace.open(root) as ws:
-            frames = {video: v.num_frames for video, v in ws.ledger.videos(POOL).items()}
-            per_video = Counter(video for cycle, _, video, _, _ in ws.ledger.selections() if cycle > 0)
-        top = per_video.most_common(4)
-        picked = sum(per_video.values())
-        lines.append(f"| {root.name} | {picked} | {len(per_video)} | {100 * sum(n for _, n in top) / max(1, picked):.1f}% | "
-                     f"{100 * sum(frames[v] for v, _ in top) / sum(frames.values()):.1f}% |")
+            h = history(ws)
+        per_video = Counter({v: sum(len(f) for c, f in cycles.items() if c > 0) for v, cycles in h.selected.items()})
+        top = [(v, n) for v, n in per_video.most_common(4) if n]
+        picked = per_video.total()
+        lines.append(f"| {root.name} | {picked} | {sum(n > 0 for n in per_video.values())} | "
+                     f"{100 * sum(n for _, n in top) / max(1, picked):.1f}% | "
+                     f"{100 * sum(h.num_frames[v] for v, _ in top) / sum(h.num_frames.values()):.1f}% |")
     return "\n".join(lines)
-
 
 if __name__ == "__main__":
     main()
