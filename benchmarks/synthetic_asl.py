@@ -2,6 +2,8 @@
 
     python benchmarks/synthetic_asl.py                          # every grid (resumable)
     python benchmarks/synthetic_asl.py --grids strategies       # Table 1 only
+    python benchmarks/synthetic_asl.py --grids strategies --strategies apu random \
+        --set model.clip_stride=2 --tag stride2                # another recipe, its own folder
 
 The demo's data (the "medium" synthetic preset, 160 videos: 120 pool, 40 test) and model
 and training recipe; 1% of each pool video's frames at random, then two cycles of 4.5%
@@ -9,7 +11,7 @@ chosen by each strategy: 1% -> 5.5% -> 10% of the pool's frames.
 Table 1 (strategies): APU against random, equidistant, uncertainty and entropy, all with MGW.
 Fig. 4 (losses): MGW against mask and interp, all with APU.
 Fig. 6 (selection): global APU against local APU and whole-video selection, all with MGW.
-Results: benchmarks/results/synthetic-medium-{strategies,losses,selection}/results.md
+Results: benchmarks/results/synthetic-medium-{strategies,losses,selection}[-TAG]/results.md
 """
 
 from __future__ import annotations
@@ -38,16 +40,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--grids", nargs="+", choices=list(GRIDS), default=list(GRIDS))
     parser.add_argument("--strategies", nargs="+", help="only these strategies of the strategies grid")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="changes to the recipe; results go to folders named with --tag")
+    parser.add_argument("--tag", help="suffix of the results folders (required with --set)")
     args = parser.parse_args()
+    if args.set and not args.tag:
+        parser.error("--set needs --tag, so that its results never overwrite the recipe's own")
+    settings = {**SETTINGS, **dict(s.split("=", 1) for s in args.set), "dataset.path": str(DATA)}
     if not (DATA / "dataset.json").exists():
         generate(DATA, num_videos=160, seed=0, config=synth_config(DIFFICULTY))
     for name in args.grids:
         grid = dict(GRIDS[name])
         if name == "strategies" and args.strategies:
             grid["selection.strategy"] = args.strategies
-        exp = Experiment.create(f"synthetic-{DIFFICULTY}-{name}", {**SETTINGS, "dataset.path": str(DATA)}, grid,
-                                workers=1)
-        summary = run_experiment(exp, HERE / "results" / f"synthetic-{DIFFICULTY}-{name}")
+        folder = f"synthetic-{DIFFICULTY}-{name}" + (f"-{args.tag}" if args.tag else "")
+        exp = Experiment.create(folder, settings, grid, workers=1)
+        summary = run_experiment(exp, HERE / "results" / folder)
         print(format_summary(summary))
 
 

@@ -29,9 +29,13 @@ from pathlib import Path
 
 import torch
 
+from sparselabel.demo import DEMO_SETTINGS
+
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 
 GPU_I3D = ["model.encoder=i3d", "model.pretrained=false", "model.input_size=[224,224]", "train.batch_size=8"]
+# The demo's model and training recipe (its step count comes from here), in both memory layouts.
+DEMO_MODEL = [s for s in DEMO_SETTINGS if s.startswith(("model.", "train.")) and not s.startswith("train.steps=")]
 CPU_I3D_CONV = ["model.encoder=i3d", "model.pretrained=true", "model.head=conv", "model.input_size=[112,112]",
                 "train.batch_size=2"]
 VARIANTS = {
@@ -47,6 +51,8 @@ VARIANTS = {
     ],
     "cpu": [
         ("small3d fp32 96px", ["model.encoder=small3d", "model.input_size=[96,96]", "train.batch_size=8"]),
+        ("demo recipe (small3d 64px, conv head, motion input)", DEMO_MODEL),
+        ("demo recipe + channels-last", DEMO_MODEL + ["train.channels_last=true"]),
         ("i3d fp32 reduced (batch 2, 8x112x112)", ["model.encoder=i3d", "model.pretrained=false",
                                                    "model.input_size=[112,112]", "train.batch_size=2"]),
         # Frozen against full fine-tuning: the same model (Kinetics I3D + conv head), input and batch.

@@ -131,7 +131,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers
     bf16: bool = True  # autocast on CUDA
     compile: bool = False  # torch.compile the model
-    channels_last: bool = False  # channels-last 3D memory format (faster convolutions on GPU)
+    channels_last: bool = False  # channels-last 3D memory format, in training and inference (faster convolutions)
     checkpoint_every: int = 50  # steps between resumable checkpoints
     device: Device = "auto"  # auto | cpu | cuda
     # Temporal consistency on unannotated frames (off at 0): neighbouring frames' foreground
