@@ -46,6 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.set and not args.tag:
         parser.error("--set needs --tag, so that its results never overwrite the recipe's own")
+    if any("=" not in s for s in args.set):
+        parser.error("--set takes KEY=VALUE pairs")
     settings = {**SETTINGS, **dict(s.split("=", 1) for s in args.set), "dataset.path": str(DATA)}
     if not (DATA / "dataset.json").exists():
         generate(DATA, num_videos=160, seed=0, config=synth_config(DIFFICULTY))

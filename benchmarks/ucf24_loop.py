@@ -99,5 +99,6 @@ def selection_spread(out: Path) -> str:
                      f"{100 * sum(h.num_frames[v] for v, _ in top) / sum(h.num_frames.values()):.1f}% |")
     return "\n".join(lines)
 
+
 if __name__ == "__main__":
     main()
