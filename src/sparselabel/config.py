@@ -108,9 +108,6 @@ class ModelConfig:
     # conv head: the classifier reads pooled decoder features ("features"), the motion of the
     # predicted foreground only ("silhouette": blind to colour and texture), or "both"
     classify_from: ClassifyFrom = "features"
-    # conv head: channels of one more layer at the input's resolution that reads the clip itself
-    # (and its frame differences with motion_input) beside the decoder's upsampled map; 0: off
-    input_skip: int = 0
 
 
 @dataclass

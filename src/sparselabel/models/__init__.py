@@ -68,10 +68,6 @@ def detector_from_config(model: ModelConfig, num_classes: int, pretrained: bool 
                 raise ValueError(f"model.{name}={list(values)}: one value per stage (three), "
                                  "for model.encoder=small3d only")
             options[name] = tuple(values)
-    if model.input_skip:
-        if model.head != "conv" or model.freeze_encoder:
-            raise ValueError("model.input_skip: for model.head=conv with a trained encoder (not freeze_encoder)")
-        options["input_skip"] = model.input_skip
     if model.motion_input:
         if model.encoder != "small3d":
             raise ValueError("model.motion_input=true: for model.encoder=small3d only")

@@ -43,7 +43,7 @@ CLASSIFY_FROM = get_args(ClassifyFrom)
 
 class ConvHead(nn.Module):
     def __init__(self, channels: tuple[int, int, int], num_classes: int, width: int = 64, dropout: float = 0.5,
-                 classify_from: str = "features", input_skip: int = 0, clip_channels: int = 3):
+                 classify_from: str = "features"):
         super().__init__()
         if classify_from not in CLASSIFY_FROM:
             raise ValueError(f"unknown classify_from {classify_from!r}; choose one of {CLASSIFY_FROM}")
@@ -57,13 +57,6 @@ class ConvHead(nn.Module):
         self.fine = _block(width + fine_ch, width // 2, (1, 3, 3))
         self.head_dropout = nn.Dropout3d(dropout)
         self.to_logits = nn.Conv3d(width // 2, 1, 1)
-        # Input skip: the fine map's logits-to-be, reduced, upsampled to the input's frames and
-        # pixels and read together with the clip itself by one more (1x3x3) layer.
-        self.input_skip = input_skip
-        if input_skip:
-            self.to_logits = nn.Conv3d(width // 2, input_skip, 1)
-            self.full = nn.Sequential(_block(2 * input_skip, input_skip, (1, 3, 3)), nn.Conv3d(input_skip, 1, 1))
-            self.clip_in = nn.Conv3d(clip_channels, input_skip, 1)
         self.silhouette = None if classify_from == "features" else nn.Sequential(
             _block(1, width // 4), nn.MaxPool3d((1, 2, 2)), _block(width // 4, width // 2), nn.MaxPool3d((1, 2, 2)),
             _block(width // 2, width))
@@ -77,11 +70,7 @@ class ConvHead(nn.Module):
         x = F.interpolate(mid, size=features.fine.shape[-3:], mode="trilinear", align_corners=False)
         x = self.fine(torch.cat([x, features.fine], dim=1))
         logits = self.to_logits(self.head_dropout(x))
-        fg = F.interpolate(logits, size=features.size, mode="trilinear", align_corners=False)
-        if self.input_skip:
-            fg = self.full(torch.cat([F.relu(fg), self.clip_in(features.clip)], dim=1))
-            logits = fg
-        fg = fg[:, 0]
+        fg = F.interpolate(logits, size=features.size, mode="trilinear", align_corners=False)[:, 0]
         described = []
         if self.classify_from != "silhouette":
             weight = torch.sigmoid(F.interpolate(logits.detach().float(), size=mid.shape[-3:], mode="trilinear",

@@ -44,7 +44,7 @@ from sparselabel.config import Head
 from sparselabel.models.capsules import ClassCapsules, PrimaryCaps
 from sparselabel.models.conv_head import ConvHead
 from sparselabel.models.i3d import I3D
-from sparselabel.models.small3d import Small3D, with_motion
+from sparselabel.models.small3d import Small3D
 from sparselabel.models.weights import WeightsDownloadError, i3d_from_pretrained
 
 Triple = tuple[int, int, int]
@@ -141,7 +141,6 @@ class EncodedClip:
     mid: Tensor  # (B, C2, T/4, H/4, W/4)
     deep: Tensor  # (B, C3, T/8, H/8, W/8)
     size: Triple  # the clip's (T, H, W): the decoder's output size
-    clip: Tensor | None = None  # the input itself, for a head with an input skip (conv head, input_skip)
 
     def repeat(self, times: int) -> EncodedClip:
         """Each clip ``times`` times in a row along the batch (one batched MC-dropout pass)."""
@@ -150,7 +149,6 @@ class EncodedClip:
             fine=self.fine.repeat_interleave(times, dim=0),
             mid=self.mid.repeat_interleave(times, dim=0),
             deep=self.deep.repeat_interleave(times, dim=0),
-            clip=None if self.clip is None else self.clip.repeat_interleave(times, dim=0),
         )
 
 
@@ -208,7 +206,6 @@ class Detector(nn.Module):
         freeze_bn: bool = False,
         head: str = "capsules",
         classify_from: str = "features",
-        input_skip: int = 0,
     ):
         super().__init__()
         if head not in HEADS:
@@ -227,10 +224,7 @@ class Detector(nn.Module):
         self.encoder = encoder.module
         self.head = head
         if head == "conv":
-            motion = getattr(encoder.module, "motion_input", False)
-            self.conv_head = ConvHead(encoder.channels, num_classes, decoder_channels, dropout, classify_from,
-                                      input_skip, clip_channels=6 if motion else 3)
-            self.input_skip = input_skip
+            self.conv_head = ConvHead(encoder.channels, num_classes, decoder_channels, dropout, classify_from)
             return
         self.feature_dropout = nn.Dropout3d(dropout)
         self.primary_caps = PrimaryCaps(deep_ch, num_types, kernel, pose_size)
@@ -253,9 +247,7 @@ class Detector(nn.Module):
             raise ValueError(f"expected a clip of shape (B, 3, T, H, W), got {tuple(clip.shape)}")
         maps = self.encoder(clip, endpoints=self.endpoints)
         fine, mid, deep = (maps[name] for name in self.endpoints)
-        skip = self.head == "conv" and self.conv_head.input_skip
-        return EncodedClip(fine, mid, deep, tuple(clip.shape[-3:]),
-                           (with_motion(clip) if self.conv_head.clip_in.in_channels == 6 else clip) if skip else None)
+        return EncodedClip(fine, mid, deep, tuple(clip.shape[-3:]))
 
     # -- the rest, holding both dropouts: run T times for MC-dropout -------------------
 
