@@ -52,8 +52,8 @@ OLD_RECIPE = ["model.input_size=[64,64]", "train.batch_size=8", "train.lr=0.002"
 
 def recipe_name(recipe: list[str]) -> str:
     # "new" names the rows of the demo's recipe of issue 12's first session (kept in the JSON
-    # and RESULTS.md), "demo4" / "demo5" those of its fourth / fifth session ("demo5b": the
-    # fifth's re-measured on the eighth session's CPU); "demo" those of the demo's recipe now.
+    # and RESULTS.md), "demo4" / "demo5" / "demo8" those of its fourth / fifth / eighth session
+    # ("demo5b": the fifth's re-measured on the eighth session's CPU); "demo" the demo's recipe now.
     return "old" if recipe is OLD_RECIPE else "demo"
 
 

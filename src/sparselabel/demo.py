@@ -31,6 +31,7 @@ DEMO_SETTINGS = [
     "model.input_size=[64,64]",
     "model.head=conv",
     "model.motion_input=true",
+    "model.widths=[32,64,128]",
     "model.clip_stride=1",
     "detection.trajectory_classes=true",
     "detection.network_classes=false",

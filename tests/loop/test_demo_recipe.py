@@ -67,3 +67,19 @@ def test_the_demo_refuses_a_folder_of_a_demo_with_other_settings(tmp_path: Path)
     _workspace(tmp_path / "ws", settings).close()  # the same settings: resumed
     with pytest.raises(SparseLabelError, match="other settings"):
         _workspace(tmp_path / "ws", [*settings, "train.steps=5"])
+
+
+def test_the_demos_own_recipe_runs_a_cycle_with_its_wider_encoder(tmp_path: Path) -> None:
+    from sparselabel.demo import DEMO_SETTINGS
+
+    data = tmp_path / "data"
+    make_tiny_dataset(data, num_videos=3, num_frames=20)
+    shorter = ["train.steps=2", "loop.warm_start_steps=1", "selection.passes=2", "loop.cycles=1"]
+    ws = Workspace.create(tmp_path / "ws", load_config(None, [f"dataset.path={data}", *DEMO_SETTINGS, *shorter]))
+    start_loop(ws)
+    outcome = run_loop(ws)
+    assert [r.cycle for r in outcome.records] == [0, 1]
+    weights = torch.load(ws.root / "runs/cycle-001" / FINAL, weights_only=True)
+    # The encoder's stages as DEMO_SETTINGS widens them (32, 64, 128), reading frames and differences.
+    stages = [weights[f"encoder.stage{i}.0.weight" if i == 1 else f"encoder.stage{i}.0.0.weight"] for i in (1, 2, 3)]
+    assert [tuple(w.shape[:2]) for w in stages] == [(32, 6), (64, 32), (128, 64)]
