@@ -10,7 +10,7 @@ import torch
 from support import make_tiny_dataset
 
 from sparselabel.config import load_config
-from sparselabel.demo import share_first_model
+from sparselabel.demo import DEMO_SETTINGS, share_first_model
 from sparselabel.loop.cycle import run_loop, start_loop
 from sparselabel.loop.workspace import Workspace
 from sparselabel.train.trainer import FINAL, METRICS
@@ -70,8 +70,6 @@ def test_the_demo_refuses_a_folder_of_a_demo_with_other_settings(tmp_path: Path)
 
 
 def test_the_demos_own_recipe_runs_a_cycle_with_its_wider_encoder(tmp_path: Path) -> None:
-    from sparselabel.demo import DEMO_SETTINGS
-
     data = tmp_path / "data"
     make_tiny_dataset(data, num_videos=3, num_frames=20)
     shorter = ["train.steps=2", "loop.warm_start_steps=1", "selection.passes=2", "loop.cycles=1"]
