@@ -126,6 +126,9 @@ class TrainConfig:
     # clip, as the paper does; its videos show the actor almost throughout).
     classify_actor_clips: bool = False
     clips_per_video: int = 4  # items per video in one pass over the pool
+    # Anchor clips on annotated frames that show an actor as often as the video's pseudo-labels
+    # show one (false: every annotated frame alike); see train.clips.SparseClipDataset._anchor.
+    balance_anchors: bool = True
     augment: bool = True
     colour_jitter: bool = False  # with augment: random channel order, gain, shift and negation per clip
     num_workers: int = 0  # DataLoader workers

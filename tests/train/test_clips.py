@@ -79,3 +79,24 @@ def test_every_clip_holds_an_annotated_frame(bright_box_video):
 
 def test_clip_frames_repeat_the_last_frame_past_the_end():
     np.testing.assert_array_equal(clip_frames(3, ClipSpec(length=4, stride=2), num_frames=8), [3, 5, 7, 7])
+
+
+def test_balanced_anchors_draw_as_before_when_every_frame_is_annotated(bright_box_video):
+    labels = video_labels(bright_box_video, answers_at(range(24)))
+    spec = ClipSpec(length=4, stride=2, size=(16, 16))
+    plain = SparseClipDataset([labels], spec, clips_per_video=12, seed=5)
+    balanced = SparseClipDataset([labels], spec, clips_per_video=12, seed=5, balance_anchors=True)
+    assert all(torch.equal(plain[i]["clip"], balanced[i]["clip"]) for i in range(12))
+
+
+def test_balanced_anchors_follow_the_videos_mix_not_the_selectors(bright_box_video):
+    # The actor shows throughout, but 8 of the 9 answers were picked where nobody is: by the
+    # pseudo-labels the actor shows on frames 8-16, 9 of 24.
+    empty = [FrameAnnotation("v", f, []) for f in (0, 1, 2, 3, 20, 21, 22, 23)]
+    labels = video_labels(bright_box_video, answers_at([12]) + empty)
+    assert labels.present.sum() == 9
+    one_frame = ClipSpec(length=1, stride=1, size=(16, 16))  # a clip is its anchor
+    for balance, share in ((False, 1 / 9), (True, 9 / 24)):
+        data = SparseClipDataset([labels], one_frame, clips_per_video=400, seed=0, balance_anchors=balance)
+        shown = np.mean([data[i]["target"].max().item() > 0 for i in range(len(data))])
+        assert abs(shown - share) < 0.06, (balance, shown, share)

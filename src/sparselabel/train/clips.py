@@ -26,7 +26,12 @@ from sparselabel.data.dataset import Video
 from sparselabel.data.video import DEFAULT_CACHE, FrameCache
 from sparselabel.data.windows import ClipSpec
 from sparselabel.labels.ledger import FrameAnnotation
-from sparselabel.labels.pseudo import frame_weights, pseudo_boxes, pseudo_mask_indices
+from sparselabel.labels.pseudo import (
+    frame_weights,
+    nearest_annotated,
+    pseudo_boxes,
+    pseudo_mask_indices,
+)
 
 
 @dataclass
@@ -50,6 +55,8 @@ class VideoLabels:
     tracks: list[ActorTrack]
     weights: np.ndarray  # float64
     annotated: np.ndarray  # sorted frame indices
+    shows: np.ndarray  # (len(annotated),) bool: the answer shows an actor
+    present: np.ndarray  # (T,) bool: the pseudo-labels show an actor on the frame
 
     def target(self, frames: Sequence[int] | np.ndarray) -> np.ndarray:
         """Foreground maps (len(frames), H, W) float32 in [0, 1] at the video's resolution:
@@ -70,7 +77,9 @@ def video_labels(
     video: Video, answers: Sequence[FrameAnnotation], loss: str = "mgw", sigma: float = 1.3
 ) -> VideoLabels:
     """Pseudo-label tubes and weights of ``video`` from its answered frames."""
-    annotated = np.array(sorted(a.frame for a in answers), dtype=np.int64)
+    answers = sorted(answers, key=lambda a: a.frame)
+    annotated = np.array([a.frame for a in answers], dtype=np.int64)
+    shows = np.array([bool(a.actors) for a in answers], dtype=bool)
     tracks = []
     for frames, boxes, masks in _actor_tracks(answers):
         if masks is not None:
@@ -80,7 +89,11 @@ def video_labels(
             present, track_boxes = pseudo_boxes(video.num_frames, annotated, frames, boxes)
             tracks.append(ActorTrack(present, track_boxes, None, None))
     tracks = [t for t in tracks if len(t.frames)]
-    return VideoLabels(video, tracks, frame_weights(video.num_frames, annotated, loss, sigma), annotated)
+    present = np.zeros(video.num_frames, dtype=bool)
+    for track in tracks:
+        present[track.frames] = True
+    weights = frame_weights(video.num_frames, annotated, loss, sigma)
+    return VideoLabels(video, tracks, weights, annotated, shows, present)
 
 
 def _actor_tracks(answers: Sequence[FrameAnnotation]):
@@ -112,8 +125,8 @@ def clip_frames(start: int, spec: ClipSpec, num_frames: int) -> np.ndarray:
 class SparseClipDataset(torch.utils.data.Dataset):
     """Clips sampled around annotated frames, with targets and weights, augmented alike.
 
-    Item ``i`` is a clip of pool video ``i % n_videos``; its start is drawn among
-    the windows that contain at least one annotated frame. An item holds ``clip``
+    Item ``i`` is a clip of pool video ``i % n_videos``; it holds an annotated frame
+    (its anchor, drawn by ``_anchor``). An item holds ``clip``
     (3, T, H, W), ``target`` (T, H, W), ``weight`` (T,), ``annotated`` (T,) bool (the
     frame has an answer) and ``label`` (the video's class). ``colour`` adds ``colour_jitter``
     (drawn after the crop and flip, so without it every item is as it always was).
@@ -128,9 +141,11 @@ class SparseClipDataset(torch.utils.data.Dataset):
         augment: bool = True,
         cache: FrameCache = DEFAULT_CACHE,
         colour: bool = False,
+        balance_anchors: bool = False,
     ):
         self.labels = [lab for lab in labels if lab.annotated.size]
         self.spec, self.seed, self.augment, self.cache = spec, seed, augment, cache
+        self.balance_anchors = balance_anchors
         self.colour = colour and augment
         self.clips_per_video = clips_per_video
         self.epoch = 0
@@ -166,12 +181,29 @@ class SparseClipDataset(torch.utils.data.Dataset):
         k is drawn among positions that keep the clip inside the video; a video
         shorter than the clip's span starts at 0 and repeats its last frame.
         """
-        anchor = int(rng.choice(lab.annotated))
+        anchor = self._anchor(lab, rng)
         starts = anchor - self.spec.stride * np.arange(self.spec.length)
         inside = starts[(starts >= 0) & (starts + self.spec.span <= lab.video.num_frames)]
         if inside.size == 0:
             inside = np.array([max(0, min(anchor, lab.video.num_frames - self.spec.span))])
         return int(rng.choice(inside))
+
+    def _anchor(self, lab: VideoLabels, rng: np.random.Generator) -> int:
+        """An annotated frame: any alike, or with ``balance_anchors`` the one nearest a frame
+        drawn uniformly that agrees with it (both show an actor, or both show none).
+
+        Why balance: a strategy's picks are no sample of the video (APU, unsure where nobody
+        acts, picks mostly frames that show nobody), and anchoring on them alike lets the
+        selector, not the video, set training's mix of action and background clips. Balanced,
+        clips show an actor as often as the video's pseudo-labels do; with every frame
+        annotated the anchor is the drawn frame, the same draw as ``choice(annotated)``.
+        """
+        if not self.balance_anchors:
+            return int(rng.choice(lab.annotated))
+        frame = int(rng.integers(lab.video.num_frames))
+        agree = lab.annotated[lab.shows == lab.present[frame]]
+        pool = agree if agree.size else lab.annotated
+        return int(pool[nearest_annotated(pool, np.array([frame]))[0]])
 
 
 def colour_jitter(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

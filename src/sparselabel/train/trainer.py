@@ -139,7 +139,7 @@ def training_dataset(labels: list[VideoLabels], config: Config, model, device, r
     cfg = config.train
     if not config.model.freeze_encoder:
         return SparseClipDataset(labels, clip_spec(config), cfg.clips_per_video, config.seed, cfg.augment,
-                                 colour=cfg.colour_jitter)
+                                 colour=cfg.colour_jitter, balance_anchors=cfg.balance_anchors)
     if cfg.consistency_weight > 0:
         raise SparseLabelError("train.consistency_weight needs clips to flip; it does not work with "
                                "model.freeze_encoder=true (cached maps are of unflipped frames)")
