@@ -55,8 +55,7 @@ class VideoLabels:
     tracks: list[ActorTrack]
     weights: np.ndarray  # float64
     annotated: np.ndarray  # sorted frame indices
-    shows: np.ndarray  # (len(annotated),) bool: the answer shows an actor
-    present: np.ndarray  # (T,) bool: the pseudo-labels show an actor on the frame
+    present: np.ndarray  # (T,) bool: the pseudo-labels show an actor (on answered frames: the answer does)
 
     def target(self, frames: Sequence[int] | np.ndarray) -> np.ndarray:
         """Foreground maps (len(frames), H, W) float32 in [0, 1] at the video's resolution:
@@ -77,9 +76,7 @@ def video_labels(
     video: Video, answers: Sequence[FrameAnnotation], loss: str = "mgw", sigma: float = 1.3
 ) -> VideoLabels:
     """Pseudo-label tubes and weights of ``video`` from its answered frames."""
-    answers = sorted(answers, key=lambda a: a.frame)
-    annotated = np.array([a.frame for a in answers], dtype=np.int64)
-    shows = np.array([bool(a.actors) for a in answers], dtype=bool)
+    annotated = np.array(sorted(a.frame for a in answers), dtype=np.int64)
     tracks = []
     for frames, boxes, masks in _actor_tracks(answers):
         if masks is not None:
@@ -89,11 +86,11 @@ def video_labels(
             present, track_boxes = pseudo_boxes(video.num_frames, annotated, frames, boxes)
             tracks.append(ActorTrack(present, track_boxes, None, None))
     tracks = [t for t in tracks if len(t.frames)]
-    present = np.zeros(video.num_frames, dtype=bool)
+    shown = np.zeros(video.num_frames, dtype=bool)
     for track in tracks:
-        present[track.frames] = True
+        shown[track.frames] = True
     weights = frame_weights(video.num_frames, annotated, loss, sigma)
-    return VideoLabels(video, tracks, weights, annotated, shows, present)
+    return VideoLabels(video, tracks, weights, annotated, shown)
 
 
 def _actor_tracks(answers: Sequence[FrameAnnotation]):
@@ -201,7 +198,7 @@ class SparseClipDataset(torch.utils.data.Dataset):
         if not self.balance_anchors:
             return int(rng.choice(lab.annotated))
         frame = int(rng.integers(lab.video.num_frames))
-        agree = lab.annotated[lab.shows == lab.present[frame]]
+        agree = lab.annotated[lab.present[lab.annotated] == lab.present[frame]]
         pool = agree if agree.size else lab.annotated
         return int(pool[nearest_annotated(pool, np.array([frame]))[0]])
 
